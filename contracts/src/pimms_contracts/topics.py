@@ -1,0 +1,46 @@
+"""Topic names: the public ones are fixed in specs/, the internal ones are ours."""
+
+from __future__ import annotations
+
+# Public, fixed with front-office tools (specs/front-office.md).
+INTAKE_NEEDS = "pimms.intake.needs.v1"
+INTAKE_FEEDBACK = "pimms.intake.feedback.v1"
+CASES = "pimms.cases.v1"
+NOTIFICATIONS = "pimms.notifications.v1"
+
+# Internal. INTAKE_CASES carries the visitor data partners and notifications need: never public.
+INTAKE_CASES = "pimms.intake.cases.v1"
+PARTNER_REPORTS = "pimms.partners.reports.v1"
+REFERRAL_ALERTS = "pimms.referrals.alerts.v1"
+
+PUBLIC_TOPICS = (INTAKE_NEEDS, INTAKE_FEEDBACK, CASES, NOTIFICATIONS)
+INTERNAL_TOPICS = (INTAKE_CASES, PARTNER_REPORTS, REFERRAL_ALERTS)
+
+
+def dead_letters(topic: str) -> str:
+    """The dead-letter topic of `topic`."""
+    return f"{topic}.dlt"
+
+
+def retries(topic: str) -> str:
+    """The retry topic of `topic`."""
+    return f"{topic}.retry"
+
+
+def partner_referrals(partner_id: str) -> str:
+    """The feed a Kafka partner reads its referrals from (specs/partners.md)."""
+    return f"pimms.partner.{partner_id}.referrals.v1"
+
+
+def partner_responses(partner_id: str) -> str:
+    """The topic a Kafka partner publishes its answers to (specs/partners.md)."""
+    return f"pimms.partner.{partner_id}.responses.v1"
+
+
+def platform_topics(kafka_partner_ids: tuple[str, ...] = ()) -> list[str]:
+    """Every topic the platform uses, dead letters included, for explicit creation."""
+    main = [*PUBLIC_TOPICS, *INTERNAL_TOPICS]
+    for partner_id in kafka_partner_ids:
+        main += [partner_referrals(partner_id), partner_responses(partner_id)]
+    consumed = [INTAKE_NEEDS, *(partner_responses(p) for p in kafka_partner_ids)]
+    return main + [dead_letters(t) for t in consumed]

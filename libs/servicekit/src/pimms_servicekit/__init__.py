@@ -1,0 +1,1 @@
+"""Plumbing shared by the PIMMS services. No business logic lives here."""

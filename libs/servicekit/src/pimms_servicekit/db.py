@@ -1,0 +1,118 @@
+"""Async SQLAlchemy engine and sessions: SQLite (embedded default), PostgreSQL (production)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+# One advisory-lock key per purpose, so that several instances of a service cooperate on PostgreSQL.
+MIGRATION_LOCK = 7_391_001
+RELAY_LOCK = 7_391_002
+
+
+class Database:
+    """One service's database: engine, sessions, migrations."""
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        options: dict[str, Any] = {"hide_parameters": True}  # no personal data in error texts
+        if self.is_sqlite:
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": 30}
+        else:
+            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            _sqlite_transactions(self.engine)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def migrate(self, migrations_dir: Path) -> None:
+        """Bring the schema to the latest revision (one instance at a time on PostgreSQL)."""
+        async with self.engine.connect() as connection:
+            if not self.is_sqlite:
+                await connection.execute(
+                    text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK}
+                )
+                await connection.commit()
+            try:
+                await connection.run_sync(_upgrade, migrations_dir)
+                await connection.commit()
+            finally:
+                if not self.is_sqlite:
+                    await connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK}
+                    )
+                    await connection.commit()
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every connection."""
+        await self.engine.dispose()
+
+
+def _upgrade(connection: Connection, migrations_dir: Path) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _sqlite_transactions(engine: AsyncEngine) -> None:
+    """Real transactions on SQLite: WAL, a busy timeout, and BEGIN IMMEDIATE.
+
+    pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; writers that start
+    deferred and upgrade later fail at once with "database is locked" instead of waiting. Taking
+    the write lock at BEGIN lets the busy timeout queue writers (consumer, relay) fairly.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def wait_for_database(database: Database, *, attempts: int = 30, delay: float = 1.0) -> None:
+    """Wait until the database answers (it may start after us); raise after `attempts`."""
+    for attempt in range(attempts):
+        try:
+            await database.ping()
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(delay)

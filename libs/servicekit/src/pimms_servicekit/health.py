@@ -1,0 +1,87 @@
+"""A heartbeat file per running service: `pimms demo` and probes read it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def heartbeat_path(data_dir: Path, service: str) -> Path:
+    """Where a service writes its heartbeat."""
+    return data_dir / "run" / f"{service}.json"
+
+
+class Heartbeat:
+    """Writes `{pid, service, state, heartbeat_at, ...}` every few seconds while running."""
+
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        service: str,
+        interval: float = 2.0,
+        details: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.path = heartbeat_path(data_dir, service)
+        self.service = service
+        self.interval = interval
+        self.details = details or dict
+        self.started_at = time.time()
+        self._task: asyncio.Task[None] | None = None
+
+    def write(self, state: str) -> None:
+        """Write the file atomically."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = {
+            "service": self.service,
+            "pid": os.getpid(),
+            "state": state,
+            "started_at": self.started_at,
+            "heartbeat_at": time.time(),
+            **self.details(),
+        }
+        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(body), encoding="utf-8")
+        temporary.replace(self.path)
+
+    def start(self) -> None:
+        """Beat in the background."""
+        self.write("running")
+        self._task = asyncio.create_task(self._beat(), name="heartbeat")
+
+    async def stop(self) -> None:
+        """Stop beating and remove the file."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            with contextlib.suppress(OSError):
+                self.write("running")
+
+
+def is_alive(data_dir: Path, service: str, *, max_age: float = 10.0) -> bool:
+    """True when the service's heartbeat is fresh and its process exists."""
+    path = heartbeat_path(data_dir, service)
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if time.time() - float(body.get("heartbeat_at", 0)) > max_age:
+        return False
+    try:
+        os.kill(int(body["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return False
+    return True

@@ -1,0 +1,184 @@
+"""Kafka adapters: the faststream broker, the relay's producer, explicit topic creation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+from pimms_servicekit.logging import get_logger
+from pimms_servicekit.outbox import Outgoing
+from pimms_servicekit.settings import ServiceSettings
+
+log = get_logger("pimms.kafka")
+
+
+def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
+    """The service's faststream broker (consumers); per-message chatter at DEBUG."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=settings.kafka_enable_idempotence,
+        acks="all",
+        logger=logging.getLogger(f"pimms.{client_id}.faststream"),
+        log_level=logging.DEBUG,
+        graceful_timeout=30.0,
+        allow_auto_create_topics=False,
+    )
+
+
+def subscriber_options(settings: ServiceSettings) -> dict[str, Any]:
+    """Consumer settings every service uses: from the start of a topic, tuned by settings."""
+    return {
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": settings.kafka_session_timeout_ms,
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "max_records": settings.batch_max_records,
+        "batch_timeout_ms": settings.batch_timeout_ms,
+        "max_poll_interval_ms": 10 * 60 * 1000,
+    }
+
+
+class KafkaSender:
+    """The relay's producer: acks=all, idempotence as configured (Tansu refuses it)."""
+
+    def __init__(self, settings: ServiceSettings, *, client_id: str) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect (retrying until the broker answers)."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"{self._client_id}-relay",
+            acks="all",
+            enable_idempotence=self._settings.kafka_enable_idempotence,
+            linger_ms=2,
+            max_batch_size=512 * 1024,
+            request_timeout_ms=30_000,
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        """Flush and disconnect."""
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def send(self, messages: Sequence[Outgoing]) -> tuple[int, BaseException | None]:
+        """Send everything, wait for every ack; the delivered prefix and the first error."""
+        if self._producer is None:
+            await self.start()
+        assert self._producer is not None
+        futures = []
+        try:
+            for message in messages:
+                futures.append(
+                    await self._producer.send(
+                        message.topic,
+                        value=message.value,
+                        key=message.key,
+                        headers=list(message.headers),
+                    )
+                )
+        except KafkaError as exc:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            return _prefix(results, exc)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return _prefix(results, None)
+
+
+def _prefix(results: Sequence[Any], late: BaseException | None) -> tuple[int, BaseException | None]:
+    for index, result in enumerate(results):
+        if isinstance(result, BaseException):
+            return index, result
+    return len(results), late
+
+
+class BrokerSender:
+    """Publishes through a faststream broker: for wiring tests on TestKafkaBroker."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def send(self, messages: Sequence[Outgoing]) -> tuple[int, BaseException | None]:
+        """Publish one by one."""
+        for index, message in enumerate(messages):
+            try:
+                await self._broker.publish(
+                    message.value,
+                    message.topic,
+                    key=message.key,
+                    headers={name: value.decode() for name, value in message.headers},
+                )
+            except Exception as exc:
+                return index, exc
+        return len(messages), None
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    attempts: int = 60,
+) -> None:
+    """Create the topics that do not exist yet (explicitly: never rely on auto-creation)."""
+    wanted = sorted(set(topics))
+    admin = await _admin(bootstrap_servers, attempts=attempts)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(t, partitions, replication_factor) for t in missing]
+            )
+            for topic, code, *_ in getattr(response, "topic_errors", ()):
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise RuntimeError(f"could not create topic {topic}: error code {code}")
+            log.info("kafka.topics_created", topics=missing)
+    finally:
+        await admin.close()
+
+
+async def _admin(bootstrap_servers: str, *, attempts: int) -> AIOKafkaAdminClient:
+    for attempt in range(attempts):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            return admin
+        except (KafkaConnectionError, KafkaError, OSError):
+            await admin.close()
+            if attempt == attempts - 1:
+                raise
+            if attempt == 0:
+                log.info("kafka.waiting_for_broker", bootstrap_servers=bootstrap_servers)
+            await asyncio.sleep(1.0)
+    raise RuntimeError("unreachable")  # pragma: no cover
+
+
+async def broker_reachable(bootstrap_servers: str, *, timeout: float = 3.0) -> bool:
+    """True when a Kafka broker answers at this address."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout=timeout)
+        await asyncio.wait_for(admin.list_topics(), timeout=timeout)
+        return True
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):  # closing a client that never connected
+            await admin.close()

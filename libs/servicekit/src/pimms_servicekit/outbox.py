@@ -1,0 +1,346 @@
+"""Transactional outbox: events are rows written with the state change, then a relay publishes them.
+
+The relay publishes pending rows in id order (so in order per key) with acks=all, marks them sent,
+and runs the `on_sent` hook a row asked for in the same transaction as the marking (a gateway
+records "transmitted" only once Kafka has the partner's message). On PostgreSQL one instance of a
+service relays at a time (advisory lock); the others stand by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pimms_contracts.base import Event
+from pimms_contracts.envelope import Envelope, Headers
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from pimms_servicekit.clock import Clock
+from pimms_servicekit.db import RELAY_LOCK, Database
+from pimms_servicekit.logging import get_logger
+from pimms_servicekit.messages import encode, headers_from_json, headers_to_json, new_id
+from pimms_servicekit.tables import outbox
+
+log = get_logger("pimms.outbox")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish."""
+
+    id: int
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+class OutboxBuffer:
+    """Rows to add to the outbox in the current transaction."""
+
+    def __init__(self, *, source: str, clock: Clock) -> None:
+        self.source = source
+        self.clock = clock
+        self.rows: list[dict[str, Any]] = []
+
+    def event(
+        self,
+        event: Event,
+        *,
+        topic: str,
+        key: str | bytes | None,
+        case_id: str | None,
+        correlation_id: str | None,
+        causation_id: str | None,
+        detail: str | None = None,
+        on_sent: dict[str, Any] | None = None,
+    ) -> Envelope:
+        """Queue a platform event with its CloudEvents envelope; return the envelope."""
+        envelope = Envelope(
+            id=new_id(),
+            source=self.source,
+            type=event.ce_type,
+            time=self.clock.now(),
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+        )
+        value, headers = encode(event, envelope=envelope)
+        self.raw(
+            topic=topic,
+            key=key,
+            value=value,
+            headers=headers,
+            case_id=case_id,
+            event_type=event.ce_type,
+            event_id=envelope.id,
+            detail=detail,
+            on_sent=on_sent,
+        )
+        return envelope
+
+    def raw(
+        self,
+        *,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes | None,
+        headers: Headers | Sequence[tuple[str, bytes]] = (),
+        case_id: str | None,
+        event_type: str | None,
+        event_id: str | None = None,
+        detail: str | None = None,
+        on_sent: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue a message as bytes (partner formats, dead letters)."""
+        self.rows.append(
+            {
+                "topic": topic,
+                "key": key.encode() if isinstance(key, str) else key,
+                "value": value,
+                "headers": headers_to_json(list(headers)),
+                "event_type": event_type,
+                "event_id": event_id,
+                "case_id": case_id,
+                "detail": detail[:500] if detail else None,
+                "on_sent": on_sent,
+                "created_at": self.clock.now(),
+                "sent_at": None,
+            }
+        )
+
+    async def flush(self, session: AsyncSession) -> int:
+        """Insert the queued rows in one statement; return how many."""
+        count = len(self.rows)
+        if self.rows:
+            await session.execute(insert(outbox), self.rows)
+            self.rows = []
+        return count
+
+
+class Sender(Protocol):
+    """Publishes messages; returns how many of the first ones are surely delivered."""
+
+    async def send(self, messages: Sequence[Outgoing]) -> tuple[int, BaseException | None]:
+        """Publish in order; (delivered prefix length, first error)."""
+        ...
+
+
+OnSentHook = Callable[[AsyncSession, OutboxBuffer, dict[str, Any], datetime], Awaitable[None]]
+
+
+@dataclass
+class RelayStats:
+    """What the relay did, for health and benchmarks."""
+
+    published: int = 0
+    batches: int = 0
+    failures: int = 0
+    leader: bool = False
+    last_error: str | None = None
+    _started: float = field(default=0.0, repr=False)
+
+
+class OutboxRelay:
+    """Publishes outbox rows and marks them sent."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        sender: Sender,
+        clock: Clock,
+        source: str,
+        batch_size: int = 1000,
+        poll_interval: float = 0.2,
+        hooks: dict[str, OnSentHook] | None = None,
+    ) -> None:
+        self.database = database
+        self.sender = sender
+        self.clock = clock
+        self.source = source
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.hooks = hooks or {}
+        self.stats = RelayStats()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock_connection: AsyncConnection | None = None
+        self._publish_lock = asyncio.Lock()
+
+    def notify(self) -> None:
+        """New rows were committed: publish soon rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run in the background."""
+        if self._task is None:
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self, *, drain_timeout: float = 10.0) -> None:
+        """Publish what is pending (within `drain_timeout`), then stop."""
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=drain_timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+            self._task = None
+        await self._release_leadership()
+
+    async def drain(self) -> int:
+        """Publish every pending row now (tests, shutdown); return how many were published."""
+        total = 0
+        while True:
+            count = await self.publish_pending()
+            total += count
+            if count < self.batch_size:
+                return total
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of pending rows; return how many were marked sent."""
+        async with self._publish_lock:
+            async with self.database.sessions() as session:
+                result = await session.execute(
+                    select(
+                        outbox.c.id,
+                        outbox.c.topic,
+                        outbox.c.key,
+                        outbox.c.value,
+                        outbox.c.headers,
+                        outbox.c.on_sent,
+                    )
+                    .where(outbox.c.sent_at.is_(None))
+                    .order_by(outbox.c.id)
+                    .limit(self.batch_size)
+                )
+                rows = result.all()
+            if not rows:
+                return 0
+            messages = [
+                Outgoing(
+                    id=r.id,
+                    topic=r.topic,
+                    key=r.key,
+                    value=r.value,
+                    headers=headers_from_json(r.headers),
+                )
+                for r in rows
+            ]
+            delivered, error = await self.sender.send(messages)
+            if delivered:
+                await self._mark_sent(rows[:delivered])
+                self.stats.published += delivered
+                self.stats.batches += 1
+            if error is not None:
+                self.stats.failures += 1
+                self.stats.last_error = type(error).__name__
+                raise RelayError(f"publishing failed after {delivered} message(s)") from error
+            return delivered
+
+    async def _mark_sent(self, rows: Sequence[Any]) -> None:
+        now = self.clock.now()
+        async with self.database.transaction() as session:
+            ids = [r.id for r in rows]
+            for start in range(0, len(ids), 500):
+                await session.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(ids[start : start + 500]))
+                    .values(sent_at=now)
+                )
+            follow_ups = OutboxBuffer(source=self.source, clock=self.clock)
+            for row in rows:
+                if row.on_sent:
+                    hook = self.hooks.get(row.on_sent.get("hook", ""))
+                    if hook is None:
+                        log.error(
+                            "outbox.unknown_hook", hook=row.on_sent.get("hook"), row_id=row.id
+                        )
+                        continue
+                    await hook(session, follow_ups, row.on_sent, now)
+            if await follow_ups.flush(session):
+                self._wake.set()
+
+    async def _run(self) -> None:
+        delay = self.poll_interval
+        while True:
+            try:
+                if not await self._lead():
+                    if self._stopping.is_set():
+                        return
+                    await self._sleep(max(self.poll_interval * 5, 1.0))
+                    continue
+                count = await self.publish_pending()
+                delay = self.poll_interval
+                if count >= self.batch_size:
+                    continue
+                if self._stopping.is_set():
+                    return
+                await self._sleep(self.poll_interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "outbox.relay_failed",
+                    error=type(exc).__name__,
+                    detail=str(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                await self._release_leadership()
+                if self._stopping.is_set():
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+    async def _lead(self) -> bool:
+        """On PostgreSQL, hold the relay advisory lock; SQLite has one process per file."""
+        if self.database.is_sqlite:
+            self.stats.leader = True
+            return True
+        if self._lock_connection is not None:
+            return True
+        connection = await self.database.engine.connect()
+        try:
+            got = (
+                await connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK})
+            ).scalar()
+            await connection.commit()
+        except Exception:
+            await connection.close()
+            raise
+        if got:
+            self._lock_connection = connection
+            self.stats.leader = True
+            log.info("outbox.relay_leader")
+            return True
+        await connection.close()
+        self.stats.leader = False
+        return False
+
+    async def _release_leadership(self) -> None:
+        connection, self._lock_connection = self._lock_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK})
+                await connection.commit()
+            with contextlib.suppress(Exception):
+                await connection.close()
+        self.stats.leader = False
+
+
+class RelayError(RuntimeError):
+    """The relay could not publish everything; it will retry."""

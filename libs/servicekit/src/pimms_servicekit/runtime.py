@@ -1,0 +1,229 @@
+"""The composition every service shares: database, pipeline, relay, broker, heartbeat, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from pimms_servicekit.clock import Clock, SystemClock
+from pimms_servicekit.db import Database, wait_for_database
+from pimms_servicekit.health import Heartbeat
+from pimms_servicekit.kafka import (
+    BrokerSender,
+    KafkaSender,
+    ensure_topics,
+    make_broker,
+    subscriber_options,
+)
+from pimms_servicekit.logging import configure_logging, get_logger
+from pimms_servicekit.outbox import OnSentHook, OutboxRelay, Sender
+from pimms_servicekit.pipeline import BatchPipeline
+from pimms_servicekit.settings import ServiceSettings, SettingsError
+
+log = get_logger("pimms.runtime")
+
+Background = Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    """Everything a service runs on; the service adds its routes, hooks and background jobs."""
+
+    def __init__(
+        self,
+        *,
+        settings: ServiceSettings,
+        migrations_dir: Path,
+        clock: Clock | None = None,
+        produces: Sequence[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.service = settings.service_name
+        self.migrations_dir = migrations_dir
+        self.clock = clock or SystemClock()
+        self.produces = list(produces)
+        self.database = Database(settings.resolved_database_url())
+        self.kafka_sender = KafkaSender(settings, client_id=f"pimms-{self.service}")
+        self.relay = OutboxRelay(
+            database=self.database,
+            sender=self.kafka_sender,
+            clock=self.clock,
+            source=f"urn:pimms:{self.service}",
+            batch_size=settings.relay_batch_size,
+            poll_interval=settings.relay_poll_interval_s,
+        )
+        self.pipeline = BatchPipeline(
+            service=self.service,
+            database=self.database,
+            clock=self.clock,
+            on_commit=self.relay.notify,
+        )
+        self.broker: KafkaBroker = make_broker(settings, client_id=f"pimms-{self.service}")
+        self.heartbeat = Heartbeat(
+            data_dir=settings.data_dir, service=self.service, details=self._details
+        )
+        self._background: list[tuple[str, Background]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = False
+
+    def on_sent(self, name: str, hook: OnSentHook) -> None:
+        """Run `hook` when an outbox row marked with this hook name has been published."""
+        self.relay.hooks[name] = hook
+
+    def background(self, name: str, job: Background) -> None:
+        """A long-running job (timers, file watchers) started with the service."""
+        self._background.append((name, job))
+
+    def use_sender(self, sender: Sender) -> None:
+        """Publish outbox rows through `sender` (wiring tests use the in-memory broker)."""
+        self.relay.sender = sender
+
+    def use_test_broker(self) -> None:
+        """Publish through the faststream broker itself (for TestKafkaBroker)."""
+        self.use_sender(BrokerSender(self.broker))
+
+    async def prepare_database(self) -> None:
+        """Wait for the database and migrate it."""
+        await wait_for_database(self.database)
+        await self.database.migrate(self.migrations_dir)
+
+    def subscribe(self) -> None:
+        """Attach the pipeline to the broker: one batch consumer for every routed topic."""
+        if self._subscribed:
+            return
+        self._subscribed = True
+        subscriber = self.broker.subscriber(
+            *self.pipeline.topics,
+            group_id=f"pimms-{self.service}",
+            batch=True,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            parser=_tolerant_parser,
+            decoder=_raw_decoder,
+            **subscriber_options(self.settings),
+        )
+
+        async def consume(message: KafkaMessage) -> None:
+            await self.pipeline.process(message.raw_message)
+
+        subscriber(consume)
+
+    def build_app(self) -> FastStream:
+        """The FastStream application: migrate, create topics, consume, relay, stop cleanly."""
+        self.subscribe()
+        return FastStream(
+            self.broker,
+            on_startup=[self._on_startup],
+            after_startup=[self._after_startup],
+            on_shutdown=[self._on_shutdown],
+            after_shutdown=[self._after_shutdown],
+        )
+
+    def all_topics(self) -> list[str]:
+        """Every topic this service reads or writes, dead letters of what it reads included."""
+        consumed = self.pipeline.topics
+        return sorted({*consumed, *self.produces, *(f"{t}.dlt" for t in consumed)})
+
+    async def _on_startup(self) -> None:
+        log.info(
+            "service.starting",
+            database=self.database.url.get_backend_name(),
+            kafka=self.settings.kafka_bootstrap_servers,
+        )
+        await self.prepare_database()
+        await ensure_topics(
+            self.settings.kafka_bootstrap_servers,
+            self.all_topics(),
+            partitions=self.settings.kafka_topic_partitions,
+            replication_factor=self.settings.kafka_replication_factor,
+        )
+        await self.kafka_sender.start()
+
+    async def _after_startup(self) -> None:
+        self.relay.start()
+        self.heartbeat.start()
+        for name, job in self._background:
+            self._tasks.append(asyncio.create_task(_supervised(name, job), name=name))
+        log.info("service.started", topics=self.pipeline.topics)
+
+    async def _on_shutdown(self) -> None:
+        log.info("service.stopping")
+        self.pipeline.stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def _after_shutdown(self) -> None:
+        await self.relay.stop()
+        await self.kafka_sender.stop()
+        await self.heartbeat.stop()
+        await self.database.dispose()
+        log.info("service.stopped")
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "messages": self.pipeline.stats.messages,
+            "dead_lettered": self.pipeline.stats.dead_lettered,
+            "published": self.relay.stats.published,
+            "relay_leader": self.relay.stats.leader,
+        }
+
+
+async def _supervised(name: str, job: Background) -> None:
+    """Run a background job; if it fails, log and start it again after a pause."""
+    while True:
+        try:
+            await job()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("background.failed", job=name, error=type(exc).__name__)
+            await asyncio.sleep(2.0)
+
+
+async def _tolerant_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """faststream decodes headers as UTF-8; a producer's bad header must not jam the partition."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        cleaned = tuple(
+            dataclasses.replace(
+                r,
+                headers=[(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in r.headers],
+            )
+            for r in records
+        )
+        message = await original(cleaned)
+        message.raw_message = records  # the exact bytes go on to dead letters
+        return message
+
+
+async def _raw_decoder(message: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """The pipeline decodes each record itself: faststream must not parse the JSON."""
+    return message.body
+
+
+def run_service(
+    create_app: Callable[[Any], FastStream], settings_class: type[ServiceSettings]
+) -> None:
+    """Entry point of a service process: settings, logs, then run until SIGINT or SIGTERM."""
+    try:
+        settings = settings_class.load()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(service=settings.service_name, level=settings.log_level)
+    app = create_app(settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(app.run())

@@ -1,0 +1,94 @@
+"""Settings shared by every service: broker, database, data directory, logs.
+
+Each service subclasses `ServiceSettings` with its own env prefix (`PIMMS_INTAKE_`, ...). Shared
+infrastructure variables (`KAFKA_BOOTSTRAP_SERVERS`, `PIMMS_DATA_DIR`) have no prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Self
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """A setting is wrong; the message names the environment variable."""
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs to run."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    service_name: ClassVar[str] = "service"
+
+    data_dir: Path = Field(
+        default=Path(".pimms"), validation_alias=AliasChoices("PIMMS_DATA_DIR", "data_dir")
+    )
+    database_url: str | None = None
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+    )
+    # Tansu rejects idempotent producers: off for the embedded broker, on for Apache Kafka.
+    kafka_enable_idempotence: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("KAFKA_ENABLE_IDEMPOTENCE", "kafka_enable_idempotence"),
+    )
+    kafka_session_timeout_ms: int = Field(
+        default=6000,
+        ge=1000,
+        validation_alias=AliasChoices("KAFKA_SESSION_TIMEOUT_MS", "kafka_session_timeout_ms"),
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        default=1000,
+        ge=100,
+        validation_alias=AliasChoices("KAFKA_HEARTBEAT_INTERVAL_MS", "kafka_heartbeat_interval_ms"),
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        default=50,
+        ge=0,
+        validation_alias=AliasChoices("KAFKA_FETCH_MAX_WAIT_MS", "kafka_fetch_max_wait_ms"),
+    )
+    kafka_topic_partitions: int = Field(
+        default=4,
+        ge=1,
+        validation_alias=AliasChoices("KAFKA_TOPIC_PARTITIONS", "kafka_topic_partitions"),
+    )
+    kafka_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        validation_alias=AliasChoices("KAFKA_REPLICATION_FACTOR", "kafka_replication_factor"),
+    )
+
+    batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    batch_timeout_ms: int = Field(default=50, ge=1)
+    relay_batch_size: int = Field(default=1000, ge=1)
+    relay_poll_interval_s: float = Field(default=0.2, gt=0)
+
+    log_level: str = Field(
+        default="INFO", validation_alias=AliasChoices("PIMMS_LOG_LEVEL", "log_level")
+    )
+
+    def resolved_database_url(self) -> str:
+        """The configured URL, or a SQLite file per service under the data directory."""
+        if self.database_url:
+            return self.database_url
+        path = (self.data_dir / f"{self.service_name}.db").resolve()
+        return f"sqlite+aiosqlite:///{path}"
+
+    @classmethod
+    def load(cls) -> Self:
+        """Read the environment; raise SettingsError naming each wrong variable."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            prefix = cls.model_config.get("env_prefix", "")
+            problems = []
+            for error in exc.errors():
+                field = str(error["loc"][0]) if error["loc"] else "?"
+                variable = field if field.isupper() else f"{prefix}{field}".upper()
+                problems.append(f"{variable}: {error['msg']}")
+            raise SettingsError(f"{cls.__name__}: " + "; ".join(problems)) from None

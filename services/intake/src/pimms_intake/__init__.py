@@ -1,0 +1,1 @@
+"""Intake: the front door of the platform for front-office tools."""

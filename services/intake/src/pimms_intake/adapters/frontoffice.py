@@ -1,0 +1,67 @@
+"""Reading `pimms.intake.needs.v1`: what cannot be tied to a submission id goes to dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pimms_contracts.envelope import EnvelopeError
+from pimms_contracts.v1.frontoffice import (
+    FRONT_OFFICE_INPUTS,
+    NeedDocumentsAdded,
+    NeedSubmitted,
+    NeedWithdrawn,
+)
+from pimms_servicekit.messages import BadMessage, Incoming, parse_json, read_envelope
+from pimms_servicekit.pipeline import Decoded, MessageContext
+
+from pimms_intake import handlers
+from pimms_intake.domain.validation import Invalid, validate
+
+_MAX_SUBMISSION_ID = 100
+
+
+class FrontOfficeRoute:
+    """need.submitted, documents_added and withdrawn, each answered on the feedback topic."""
+
+    def decode(self, incoming: Incoming) -> Decoded[Any]:
+        """The validated command, or the reasons it is invalid; BadMessage when it has no id."""
+        event_type = incoming.event_type
+        data = parse_json(incoming.value)
+        if not isinstance(data, dict):
+            raise BadMessage("no_submission_id", "the value is JSON but not an object")
+        submission_id = data.get("submission_id")
+        if not isinstance(submission_id, str) or not submission_id.strip():
+            raise BadMessage("no_submission_id", "the message has no submission_id to answer to")
+        if len(submission_id) > _MAX_SUBMISSION_ID:
+            raise BadMessage("no_submission_id", "the submission_id is too long to be one")
+        model = FRONT_OFFICE_INPUTS.get(event_type or "")
+        if model is None:
+            raise BadMessage(
+                "unknown_type",
+                f"ce_type {event_type!r} is not one of {', '.join(sorted(FRONT_OFFICE_INPUTS))}",
+            )
+        try:
+            envelope = read_envelope(incoming)
+        except (BadMessage, EnvelopeError):
+            envelope = None  # tools may omit optional attributes; the type header is what matters
+        checked = validate(model, incoming.value or b"")
+        payload: Any = (
+            Invalid(submission_id=submission_id, errors=checked)
+            if isinstance(checked, tuple)
+            else checked
+        )
+        return Decoded(payload=payload, envelope=envelope, event_type=event_type)
+
+    async def handle(self, message: Decoded[Any], ctx: MessageContext) -> None:
+        """Dispatch to the use case."""
+        payload = message.payload
+        if isinstance(payload, Invalid):
+            await handlers.refuse_invalid(payload, ctx)
+        elif isinstance(payload, NeedSubmitted):
+            await handlers.submit_need(payload, ctx)
+        elif isinstance(payload, NeedDocumentsAdded):
+            await handlers.add_documents(payload, ctx)
+        elif isinstance(payload, NeedWithdrawn):
+            await handlers.withdraw_need(payload, ctx)
+        else:  # pragma: no cover - decode returns nothing else
+            raise TypeError(type(payload).__name__)

@@ -1,0 +1,38 @@
+"""Composition root of intake: `create_app(settings=None) -> FastStream`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faststream import FastStream
+from pimms_contracts import topics
+from pimms_contracts.v1.lifecycle import CaseClosed
+from pimms_servicekit.clock import Clock
+from pimms_servicekit.pipeline import EventRoute
+from pimms_servicekit.runtime import ServiceRuntime
+
+from pimms_intake import handlers
+from pimms_intake.adapters.frontoffice import FrontOfficeRoute
+from pimms_intake.settings import IntakeSettings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def build_runtime(
+    settings: IntakeSettings | None = None, *, clock: Clock | None = None
+) -> ServiceRuntime:
+    """Intake's runtime with its routes (tests use it directly)."""
+    runtime = ServiceRuntime(
+        settings=settings or IntakeSettings.load(),
+        migrations_dir=MIGRATIONS,
+        clock=clock,
+        produces=[topics.INTAKE_FEEDBACK, topics.INTAKE_CASES],
+    )
+    runtime.pipeline.route(topics.INTAKE_NEEDS, FrontOfficeRoute())
+    runtime.pipeline.route(topics.CASES, EventRoute({CaseClosed: handlers.close_case}))
+    return runtime
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastStream:
+    """The intake application."""
+    return build_runtime(settings).build_app()

@@ -1,0 +1,1 @@
+"""Pure intake logic: validation, references, decisions. No I/O, no framework."""

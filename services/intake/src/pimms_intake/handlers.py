@@ -1,0 +1,282 @@
+"""Intake use cases: one async function each, reading like the contract's sentences."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID, uuid4
+
+from pimms_contracts import topics
+from pimms_contracts.v1.frontoffice import (
+    FieldError,
+    NeedAccepted,
+    NeedAcknowledged,
+    NeedDocumentsAdded,
+    NeedRejected,
+    NeedSubmitted,
+    NeedWithdrawn,
+)
+from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeCaseWithdrawn, IntakeDocumentsAdded
+from pimms_contracts.v1.lifecycle import CaseClosed
+from pimms_servicekit.clock import paris_time
+from pimms_servicekit.pipeline import MessageContext
+
+from pimms_intake.adapters.repository import IntakeRepository
+from pimms_intake.domain.cases import (
+    CaseSnapshot,
+    CaseStatus,
+    decide_submission,
+    fingerprint,
+    merge_documents,
+    shared_need,
+    shared_visitor,
+)
+from pimms_intake.domain.references import format_reference, reference_prefix
+from pimms_intake.domain.validation import Invalid
+
+
+async def submit_need(need: NeedSubmitted, ctx: MessageContext) -> None:
+    """A tool submits a need: open a case and answer, or give the same answer again, or refuse."""
+    repo = IntakeRepository(ctx.session)
+    submission_id = str(need.submission_id)
+    existing = await repo.case_by_submission(submission_id)
+    digest = fingerprint(need)
+    decision = decide_submission(existing, digest)
+    if existing is not None:
+        ctx.set_case(existing.case_id, correlation_id=existing.correlation_id)
+    if decision == "conflict":
+        await _refuse(
+            ctx,
+            repo,
+            submission_id,
+            (
+                FieldError(
+                    field="",
+                    code="conflict",
+                    message=(
+                        "Cette demande (même submission_id) a déjà été reçue avec un contenu "
+                        "différent : rien n'a été modifié. Pour corriger un dossier, retirez-le "
+                        "puis envoyez une nouvelle demande."
+                    ),
+                ),
+            ),
+        )
+        return
+    if decision == "repeat":
+        assert existing is not None
+        _answer_accepted(
+            ctx, existing.case_id, existing.case_reference, existing.accepted_at, submission_id
+        )
+        ctx.log("need.repeated", case_reference=existing.case_reference)
+        return
+
+    accepted_at = ctx.now()
+    prefix = reference_prefix(need.site_id)
+    year = paris_time(accepted_at).year
+    number = await repo.next_reference_number(f"{prefix}-{year}")
+    case_reference = format_reference(prefix, year, number)
+    case_id = str(uuid4())
+    ctx.set_case(case_id)
+    visitor = shared_visitor(need)
+    await repo.add_case(
+        need=need,
+        case_id=case_id,
+        case_reference=case_reference,
+        fingerprint=digest,
+        correlation_id=ctx.correlation_id,
+        accepted_at=accepted_at,
+        language=visitor.language,
+    )
+    ctx.alias(submission_id)
+    ctx.alias(case_reference)
+    ctx.emit(
+        IntakeCaseOpened(
+            case_id=UUID(case_id),
+            case_reference=case_reference,
+            submission_id=need.submission_id,
+            site_id=need.site_id,
+            mediator_id=need.mediator_id,
+            channel=need.channel,
+            submitted_at=need.submitted_at,
+            opened_at=accepted_at,
+            visitor=visitor,
+            need=shared_need(need),
+        ),
+        topic=topics.INTAKE_CASES,
+        key=case_id,
+        detail=f"{need.need.category} at {need.site_id}",
+    )
+    _answer_accepted(ctx, case_id, case_reference, accepted_at, submission_id)
+    ctx.log(
+        "case.opened",
+        case_reference=case_reference,
+        category=need.need.category,
+        site_id=need.site_id,
+    )
+
+
+async def refuse_invalid(invalid: Invalid, ctx: MessageContext) -> None:
+    """A message tied to a submission id but invalid: tell the tool why, field by field."""
+    repo = IntakeRepository(ctx.session)
+    await _refuse(ctx, repo, invalid.submission_id, invalid.errors)
+    if invalid.malformed:
+        ctx.dead_letter(
+            reason="schema_invalid",
+            error="; ".join(f"{e.field or '(message)'}: {e.code}" for e in invalid.errors)[:900],
+        )
+
+
+async def add_documents(command: NeedDocumentsAdded, ctx: MessageContext) -> None:
+    """The visitor brought more documents: held referrals may go on."""
+    repo = IntakeRepository(ctx.session)
+    submission_id = str(command.submission_id)
+    case = await _known_case(ctx, repo, submission_id)
+    if case is None:
+        return
+    if case.status is not CaseStatus.OPEN:
+        await _refuse(
+            ctx,
+            repo,
+            submission_id,
+            (
+                FieldError(
+                    field="submission_id",
+                    code="case_closed",
+                    message=(
+                        f"Le dossier {case.case_reference} est clos : les pièces ne peuvent plus y "
+                        "être ajoutées. Ouvrez une nouvelle demande si nécessaire."
+                    ),
+                ),
+            ),
+        )
+        return
+    documents = merge_documents(case.documents, command.documents)
+    await repo.set_documents(case.case_id, documents)
+    ctx.emit(
+        IntakeDocumentsAdded(
+            case_id=UUID(case.case_id),
+            case_reference=case.case_reference,
+            added=command.documents,
+            documents=documents,
+            added_at=command.added_at,
+        ),
+        topic=topics.INTAKE_CASES,
+        key=case.case_id,
+    )
+    _acknowledge(ctx, case, submission_id, "documents_added")
+    ctx.log(
+        "case.documents_added", case_reference=case.case_reference, added=list(command.documents)
+    )
+
+
+async def withdraw_need(command: NeedWithdrawn, ctx: MessageContext) -> None:
+    """The tool withdraws the need: referrals are cancelled and the case closes (via referrals)."""
+    repo = IntakeRepository(ctx.session)
+    submission_id = str(command.submission_id)
+    case = await _known_case(ctx, repo, submission_id)
+    if case is None:
+        return
+    if case.status is CaseStatus.OPEN:
+        await repo.mark_withdrawn(case.case_id, reason=command.reason, at=ctx.now())
+        ctx.emit(
+            IntakeCaseWithdrawn(
+                case_id=UUID(case.case_id),
+                case_reference=case.case_reference,
+                reason=command.reason,
+                withdrawn_at=command.withdrawn_at,
+            ),
+            topic=topics.INTAKE_CASES,
+            key=case.case_id,
+            detail=command.reason,
+        )
+        ctx.log("case.withdrawn", case_reference=case.case_reference, reason=command.reason)
+    _acknowledge(ctx, case, submission_id, "withdrawn")
+
+
+async def close_case(event: CaseClosed, ctx: MessageContext) -> None:
+    """Referrals closed the case: documents can no longer be added to it."""
+    repo = IntakeRepository(ctx.session)
+    if await repo.mark_closed(str(event.case_id), at=event.occurred_at):
+        ctx.log("case.closed", case_reference=event.case_reference, outcome=event.outcome)
+
+
+async def _known_case(
+    ctx: MessageContext, repo: IntakeRepository, submission_id: str
+) -> CaseSnapshot | None:
+    case = await repo.case_by_submission(submission_id)
+    if case is None:
+        await _refuse(
+            ctx,
+            repo,
+            submission_id,
+            (
+                FieldError(
+                    field="submission_id",
+                    code="unknown_submission",
+                    message=(
+                        "Aucune demande acceptée ne porte ce submission_id : envoyez d'abord la "
+                        "demande, ou vérifiez l'identifiant."
+                    ),
+                ),
+            ),
+        )
+        return None
+    ctx.set_case(case.case_id, correlation_id=case.correlation_id)
+    return case
+
+
+def _answer_accepted(
+    ctx: MessageContext,
+    case_id: str,
+    case_reference: str,
+    accepted_at: datetime,
+    submission_id: str,
+) -> None:
+    ctx.emit(
+        NeedAccepted(
+            submission_id=submission_id,
+            case_id=UUID(case_id),
+            case_reference=case_reference,
+            accepted_at=accepted_at,
+        ),
+        topic=topics.INTAKE_FEEDBACK,
+        key=submission_id,
+    )
+
+
+def _acknowledge(
+    ctx: MessageContext,
+    case: CaseSnapshot,
+    submission_id: str,
+    what: Literal["documents_added", "withdrawn"],
+) -> None:
+    ctx.emit(
+        NeedAcknowledged(
+            submission_id=submission_id,
+            case_id=UUID(case.case_id),
+            case_reference=case.case_reference,
+            acknowledged=what,
+            acknowledged_at=ctx.now(),
+        ),
+        topic=topics.INTAKE_FEEDBACK,
+        key=submission_id,
+    )
+
+
+async def _refuse(
+    ctx: MessageContext, repo: IntakeRepository, submission_id: str, errors: tuple[FieldError, ...]
+) -> None:
+    now = ctx.now()
+    ctx.emit(
+        NeedRejected(submission_id=submission_id, rejected_at=now, errors=errors),
+        topic=topics.INTAKE_FEEDBACK,
+        key=submission_id,
+        detail=",".join(e.code for e in errors),
+    )
+    await repo.record_rejection(
+        message_id=ctx.incoming.message_id,
+        submission_id=submission_id,
+        codes=[e.code for e in errors],
+        at=now,
+    )
+    ctx.log("need.rejected", submission_id=submission_id, codes=[e.code for e in errors])

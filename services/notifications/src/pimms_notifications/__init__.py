@@ -1,0 +1,1 @@
+"""PIMMS notifications service."""

@@ -1,0 +1,1 @@
+"""PIMMS partner-gateways service."""

@@ -1,0 +1,1 @@
+"""PIMMS referrals service."""
