@@ -201,9 +201,9 @@ class OutboxRelay:
         """Publish every pending row now (tests, shutdown); return how many were published."""
         total = 0
         while True:
-            count = await self.publish_pending()
+            count = await self.publish_pending()  # on_sent hooks may queue follow-ups: go on
             total += count
-            if count < self.batch_size:
+            if count == 0:
                 return total
 
     async def publish_pending(self) -> int:

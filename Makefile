@@ -1,0 +1,53 @@
+# The README's commands. Needs only python3 and make: uv is installed when missing.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PKGS := contracts/src libs/servicekit/src services/intake/src services/referrals/src \
+        services/partner-gateways/src services/notifications/src cli/src
+
+.PHONY: demo dev test install lint typecheck imports schemas unit integration e2e bench clean uv
+
+uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+	  { python3 -m pip --version >/dev/null 2>&1 || python3 -m ensurepip --upgrade; \
+	    python3 -m pip install --quiet --disable-pip-version-check uv; }
+
+install: uv
+	@$(UV) sync --frozen --quiet
+
+## Play a morning at PIMMS sites on the embedded broker and SQLite (starts the platform if needed).
+demo: install
+	$(UV) run pimms demo
+
+## Run the platform until Ctrl-C (embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set).
+dev: install
+	$(UV) run pimms dev
+
+## Everything CI checks: lint, formatting, types, import rules, schemas, all tests.
+test: install lint typecheck imports
+	$(UV) run pytest -q
+
+lint:
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck:
+	$(UV) run mypy $(PKGS)
+
+imports:
+	$(UV) run lint-imports
+
+## Re-export contracts/schemas after a (non-breaking) contract change.
+schemas: install
+	$(UV) run python -m pimms_contracts.schemas export
+
+unit: install
+	$(UV) run pytest -q -m "not integration and not e2e"
+
+e2e: install
+	$(UV) run pytest -q -m e2e
+
+bench: install
+	$(UV) run python bench/pipeline_throughput.py
+
+clean:
+	rm -rf .pimms .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,68 @@
+"""The `pimms` command: `pimms dev`, `pimms demo`, `pimms trace <id>`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from pimms_cli.config import configured_bootstrap, data_dir
+from pimms_cli.platform import Platform
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="pimms", description="The PIMMS referral platform.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "dev",
+        help="run the platform here (embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set)",
+    )
+    demo = commands.add_parser("demo", help="play a morning at a PIMMS site and check every case")
+    demo.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the cases")
+    trace = commands.add_parser("trace", help="the timeline of one case across the services")
+    trace.add_argument("key", help="case reference, case id, submission id or referral id")
+    trace.add_argument("--json", action="store_true", help="one JSON object per line")
+    args = parser.parse_args(argv)
+
+    if args.command == "dev":
+        raise SystemExit(asyncio.run(run_dev()))
+    if args.command == "demo":
+        from pimms_cli.demo import run_demo
+
+        raise SystemExit(asyncio.run(run_demo(timeout=args.timeout)))
+    if args.command == "trace":
+        from pimms_cli.trace import run_trace
+
+        raise SystemExit(asyncio.run(run_trace(args.key, as_json=args.json)))
+
+
+async def run_dev() -> int:
+    """Run until Ctrl-C or SIGTERM, then stop everything cleanly."""
+    platform = Platform(data_dir=data_dir(), bootstrap=configured_bootstrap())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await platform.start()
+        await platform.wait_ready()
+        print(
+            f"platform ready: Kafka at {platform.bootstrap_servers}, data in {platform.data_dir}; "
+            "Ctrl-C stops it",
+            flush=True,
+        )
+        supervisor = asyncio.create_task(platform.supervise())
+        await stop.wait()
+        supervisor.cancel()
+    except RuntimeError as exc:
+        print(f"pimms dev: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        await platform.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    main()

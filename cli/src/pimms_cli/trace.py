@@ -1,0 +1,169 @@
+"""`pimms trace <key>`: where is this case? Its timeline across services, from their own records.
+
+Every service keeps, in its own database, what it consumed (inbox) and what it published (outbox,
+with the time Kafka took it). The trace reads them all (read only), for the case named by its
+reference, its id, the front office's submission id or a referral id, and prints one timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pimms_servicekit.clock import paris_time
+from pimms_servicekit.tables import inbox, outbox, trace_keys
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from pimms_cli.config import SERVICES, ServiceSpec, data_dir
+
+_REFERENCE = re.compile(r"^[A-Z0-9]+-\d{4}-\d{6,7}$")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing a service did about the case."""
+
+    at: datetime
+    service: str
+    action: str
+    what: str
+    where: str
+    note: str
+
+
+def _engine(spec: ServiceSpec, directory: Path) -> AsyncEngine | None:
+    url = spec.database_url(directory)
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        if not path.exists():
+            return None
+    return create_async_engine(url)
+
+
+async def _case_ids(engines: dict[str, AsyncEngine], key: str) -> tuple[set[str], set[str]]:
+    case_ids: set[str] = set()
+    aliases: set[str] = set()
+    for engine in engines.values():
+        async with engine.connect() as connection:
+            found = await connection.execute(
+                select(trace_keys.c.case_id).where(trace_keys.c.alias == key)
+            )
+            case_ids.update(found.scalars())
+            known = await connection.execute(
+                select(outbox.c.case_id).where(outbox.c.case_id == key).limit(1)
+            )
+            case_ids.update(known.scalars())
+    for engine in engines.values():
+        if not case_ids:
+            break
+        async with engine.connect() as connection:
+            names = await connection.execute(
+                select(trace_keys.c.alias).where(trace_keys.c.case_id.in_(case_ids))
+            )
+            aliases.update(names.scalars())
+    return case_ids, aliases
+
+
+async def collect(
+    key: str, directory: Path | None = None
+) -> tuple[set[str], set[str], list[Step], list[str]]:
+    """Case ids, their aliases, the timeline, and the services whose records could not be read."""
+    directory = directory or data_dir()
+    engines: dict[str, AsyncEngine] = {}
+    unread: list[str] = []
+    for spec in SERVICES:
+        engine = _engine(spec, directory)
+        if engine is None:
+            unread.append(f"{spec.name} (no database at {spec.database_url(directory)})")
+        else:
+            engines[spec.name] = engine
+    steps: list[Step] = []
+    try:
+        case_ids, aliases = await _case_ids(engines, key)
+        for name, engine in engines.items():
+            async with engine.connect() as connection:
+                received = await connection.execute(
+                    select(inbox)
+                    .where(inbox.c.case_id.in_(case_ids))
+                    .order_by(inbox.c.processed_at)
+                )
+                for row in received:
+                    steps.append(
+                        Step(
+                            row.processed_at,
+                            name,
+                            "consumed",
+                            row.event_type or "?",
+                            f"{row.topic}/{row.partition}@{row.offset}",
+                            row.outcome,
+                        )
+                    )
+                condition = outbox.c.case_id.in_(case_ids)
+                if not case_ids:  # a refused submission has no case: its answers are keyed by it
+                    condition = outbox.c.key == key.encode()
+                emitted = await connection.execute(
+                    select(outbox).where(or_(condition)).order_by(outbox.c.id)
+                )
+                for row in emitted:
+                    dead = row.event_type == "dead_letter"
+                    sent = (
+                        f"published {_clock(row.sent_at)}" if row.sent_at else "NOT YET PUBLISHED"
+                    )
+                    note = f"{row.detail}; {sent}" if row.detail else sent
+                    steps.append(
+                        Step(
+                            row.created_at,
+                            name,
+                            "dead-lettered" if dead else "emitted",
+                            "" if dead else (row.event_type or "?"),
+                            row.topic,
+                            note,
+                        )
+                    )
+    finally:
+        for engine in engines.values():
+            await engine.dispose()
+    steps.sort(key=lambda s: (s.at, s.action != "consumed"))
+    return case_ids, aliases, steps, unread
+
+
+def _clock(value: datetime | None) -> str:
+    return paris_time(value).strftime("%H:%M:%S.%f")[:-3] if value else "-"
+
+
+async def run_trace(key: str, *, as_json: bool = False) -> int:
+    """Print the timeline; exit 1 when nothing is known of the key."""
+    case_ids, aliases, steps, unread = await collect(key)
+    if as_json:
+        for step in steps:
+            print(json.dumps({**asdict(step), "at": step.at.isoformat()}))
+        return 0 if steps else 1
+    if not steps:
+        print(f"Nothing is known of {key!r} in the platform's records.")
+        for note in unread:
+            print(f"  not read: {note}")
+        return 1
+    references = sorted(a for a in aliases if _REFERENCE.match(a))
+    title = ", ".join(references) or key
+    print(
+        f"Case {title}"
+        + (f"  (case id {', '.join(sorted(case_ids))})" if case_ids else "  (no case opened)")
+    )
+    print(f"{'time (Paris)':<13} {'service':<17} {'action':<14} {'event':<40} {'topic':<42} note")
+    day = None
+    for step in steps:
+        local = paris_time(step.at)
+        if local.date() != day:
+            day = local.date()
+            print(f"-- {day.isoformat()}")
+        print(
+            f"{_clock(step.at):<13} {step.service:<17} {step.action:<14} {step.what:<40} "
+            f"{step.where:<42} {step.note}"
+        )
+    for note in unread:
+        print(f"(not read: {note})")
+    return 0
