@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from pimms_contracts import topics
 from pimms_contracts.envelope import Envelope, EnvelopeError
 from pimms_contracts.examples import need_submitted
@@ -100,7 +99,8 @@ def test_a_broken_directory_is_refused_with_its_reason(tmp_path: Path) -> None:
     path = tmp_path / "directory.toml"
     path.write_text(
         '[[partner]]\nid = "x1"\noperator = "X"\ncategories = ["cooking"]\nterritory = "all"\n'
-        'format = "x"\nack_within = "2 weeks"\nresolve_within = "1d"\ntransport = { kind = "kafka" }\n'
+        'format = "x"\nack_within = "2 weeks"\nresolve_within = "1d"\n'
+        'transport = { kind = "kafka" }\n'
     )
     with pytest.raises(ValueError, match="categories") as error:
         load_directory(path)

@@ -7,8 +7,6 @@ import json
 import logging
 
 import pytest
-from pydantic import BaseModel, ValidationError, field_validator
-
 from pimms_servicekit.logging import (
     REDACTED,
     bound_context,
@@ -17,6 +15,7 @@ from pimms_servicekit.logging import (
     redact,
     scrub_text,
 )
+from pydantic import BaseModel, ValidationError, field_validator
 
 
 @pytest.fixture

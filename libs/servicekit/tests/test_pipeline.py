@@ -8,15 +8,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, MetaData, String, Table, func, insert, select
-from sqlalchemy.exc import OperationalError
-
 from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.db import Database
 from pimms_servicekit.messages import BadMessage, Incoming, parse_json
 from pimms_servicekit.outbox import OutboxBuffer, OutboxRelay, Outgoing
 from pimms_servicekit.pipeline import BatchPipeline, Decoded, MessageContext
 from pimms_servicekit.tables import inbox, kit_metadata, outbox, parked
+from sqlalchemy import Column, MetaData, String, Table, func, insert, select
+from sqlalchemy.exc import OperationalError
 
 effects_metadata = MetaData()
 effects = Table("effects", effects_metadata, Column("id", String(50), primary_key=True))
@@ -115,7 +114,7 @@ async def test_a_batch_commits_together_and_bad_input_is_dead_lettered(
     rows = await outbox_rows(database)
     dead = [r for r in rows if r.topic == "in.dlt"]
     assert [r.value for r in dead] == [b"{oops", b"[1]"]
-    headers = {name: value for name, value in dead[0].headers}
+    headers = dict(dead[0].headers)
     assert "pimms_dlt_reason" in headers
     assert [r.topic for r in rows if r.topic == "out"] == ["out", "out"]
 
@@ -124,12 +123,11 @@ async def test_dead_letters_keep_the_original_and_say_why(
     pipeline: BatchPipeline, database: Database
 ) -> None:
     await pipeline.process_incoming([record(b"{oops", offset=7, ce_id="x")])
-    async with database.sessions() as session:
-        relay_rows = []
-        relay = OutboxRelay(
-            database=database, sender=_Collect(relay_rows), clock=ManualClock(), source="t"
-        )
-        await relay.drain()
+    relay_rows: list[Outgoing] = []
+    relay = OutboxRelay(
+        database=database, sender=_Collect(relay_rows), clock=ManualClock(), source="t"
+    )
+    await relay.drain()
     [message] = relay_rows
     headers = dict(message.headers)
     assert message.topic == "in.dlt"

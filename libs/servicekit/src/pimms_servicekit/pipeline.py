@@ -10,8 +10,8 @@ others still commit. Database outages are retried with backoff; the batch is nev
 from __future__ import annotations
 
 import asyncio
-import functools
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
