@@ -85,3 +85,20 @@ def is_alive(data_dir: Path, service: str, *, max_age: float = 10.0) -> bool:
     except (OSError, KeyError, ValueError):
         return False
     return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pimms_servicekit.health <service>`: exit 0 when the service beats (probes)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m pimms_servicekit.health <service> [max-age-seconds]")  # noqa: T201
+        return 2
+    data_dir = Path(os.environ.get("PIMMS_DATA_DIR", ".pimms"))
+    max_age = float(args[1]) if len(args) > 1 else 10.0
+    return 0 if is_alive(data_dir, args[0], max_age=max_age) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

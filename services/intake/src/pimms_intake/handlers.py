@@ -21,7 +21,7 @@ from pimms_contracts.v1.lifecycle import CaseClosed
 from pimms_servicekit.clock import paris_time
 from pimms_servicekit.pipeline import MessageContext
 
-from pimms_intake.adapters.repository import IntakeRepository
+from pimms_intake.adapters.repository import IntakeUnitOfWork
 from pimms_intake.domain.cases import (
     CaseSnapshot,
     CaseStatus,
@@ -37,7 +37,7 @@ from pimms_intake.domain.validation import Invalid
 
 async def submit_need(need: NeedSubmitted, ctx: MessageContext) -> None:
     """A tool submits a need: open a case and answer, or give the same answer again, or refuse."""
-    repo = IntakeRepository(ctx.session)
+    repo = IntakeUnitOfWork.of(ctx.scope)
     submission_id = str(need.submission_id)
     existing = await repo.case_by_submission(submission_id)
     digest = fingerprint(need)
@@ -78,7 +78,7 @@ async def submit_need(need: NeedSubmitted, ctx: MessageContext) -> None:
     case_id = str(uuid4())
     ctx.set_case(case_id)
     visitor = shared_visitor(need)
-    await repo.add_case(
+    repo.add_case(
         need=need,
         case_id=case_id,
         case_reference=case_reference,
@@ -117,7 +117,7 @@ async def submit_need(need: NeedSubmitted, ctx: MessageContext) -> None:
 
 async def refuse_invalid(invalid: Invalid, ctx: MessageContext) -> None:
     """A message tied to a submission id but invalid: tell the tool why, field by field."""
-    repo = IntakeRepository(ctx.session)
+    repo = IntakeUnitOfWork.of(ctx.scope)
     await _refuse(ctx, repo, invalid.submission_id, invalid.errors)
     if invalid.malformed:
         ctx.dead_letter(
@@ -128,7 +128,7 @@ async def refuse_invalid(invalid: Invalid, ctx: MessageContext) -> None:
 
 async def add_documents(command: NeedDocumentsAdded, ctx: MessageContext) -> None:
     """The visitor brought more documents: held referrals may go on."""
-    repo = IntakeRepository(ctx.session)
+    repo = IntakeUnitOfWork.of(ctx.scope)
     submission_id = str(command.submission_id)
     case = await _known_case(ctx, repo, submission_id)
     if case is None:
@@ -151,7 +151,7 @@ async def add_documents(command: NeedDocumentsAdded, ctx: MessageContext) -> Non
         )
         return
     documents = merge_documents(case.documents, command.documents)
-    await repo.set_documents(case.case_id, documents)
+    repo.set_documents(case, documents)
     ctx.emit(
         IntakeDocumentsAdded(
             case_id=UUID(case.case_id),
@@ -171,13 +171,13 @@ async def add_documents(command: NeedDocumentsAdded, ctx: MessageContext) -> Non
 
 async def withdraw_need(command: NeedWithdrawn, ctx: MessageContext) -> None:
     """The tool withdraws the need: referrals are cancelled and the case closes (via referrals)."""
-    repo = IntakeRepository(ctx.session)
+    repo = IntakeUnitOfWork.of(ctx.scope)
     submission_id = str(command.submission_id)
     case = await _known_case(ctx, repo, submission_id)
     if case is None:
         return
     if case.status is CaseStatus.OPEN:
-        await repo.mark_withdrawn(case.case_id, reason=command.reason, at=ctx.now())
+        repo.mark_withdrawn(case, reason=command.reason, at=ctx.now())
         ctx.emit(
             IntakeCaseWithdrawn(
                 case_id=UUID(case.case_id),
@@ -195,13 +195,13 @@ async def withdraw_need(command: NeedWithdrawn, ctx: MessageContext) -> None:
 
 async def close_case(event: CaseClosed, ctx: MessageContext) -> None:
     """Referrals closed the case: documents can no longer be added to it."""
-    repo = IntakeRepository(ctx.session)
-    if await repo.mark_closed(str(event.case_id), at=event.occurred_at):
-        ctx.log("case.closed", case_reference=event.case_reference, outcome=event.outcome)
+    repo = IntakeUnitOfWork.of(ctx.scope)
+    repo.mark_closed(str(event.case_id), at=event.occurred_at)
+    ctx.log("case.closed", case_reference=event.case_reference, outcome=event.outcome)
 
 
 async def _known_case(
-    ctx: MessageContext, repo: IntakeRepository, submission_id: str
+    ctx: MessageContext, repo: IntakeUnitOfWork, submission_id: str
 ) -> CaseSnapshot | None:
     case = await repo.case_by_submission(submission_id)
     if case is None:
@@ -264,7 +264,7 @@ def _acknowledge(
 
 
 async def _refuse(
-    ctx: MessageContext, repo: IntakeRepository, submission_id: str, errors: tuple[FieldError, ...]
+    ctx: MessageContext, repo: IntakeUnitOfWork, submission_id: str, errors: tuple[FieldError, ...]
 ) -> None:
     now = ctx.now()
     ctx.emit(
@@ -273,7 +273,7 @@ async def _refuse(
         key=submission_id,
         detail=",".join(e.code for e in errors),
     )
-    await repo.record_rejection(
+    repo.record_rejection(
         message_id=ctx.incoming.message_id,
         submission_id=submission_id,
         codes=[e.code for e in errors],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pimms_contracts.envelope import EnvelopeError
@@ -12,9 +13,10 @@ from pimms_contracts.v1.frontoffice import (
     NeedWithdrawn,
 )
 from pimms_servicekit.messages import BadMessage, Incoming, parse_json, read_envelope
-from pimms_servicekit.pipeline import Decoded, MessageContext
+from pimms_servicekit.pipeline import BatchScope, Decoded, MessageContext
 
 from pimms_intake import handlers
+from pimms_intake.adapters.repository import IntakeUnitOfWork
 from pimms_intake.domain.validation import Invalid, validate
 
 _MAX_SUBMISSION_ID = 100
@@ -51,6 +53,15 @@ class FrontOfficeRoute:
             else checked
         )
         return Decoded(payload=payload, envelope=envelope, event_type=event_type)
+
+    async def prefetch(self, messages: Sequence[Decoded[Any]], scope: BatchScope) -> None:
+        """Look up the cases of every submission of the batch in one query."""
+        ids = [
+            str(m.payload.submission_id)
+            for m in messages
+            if isinstance(m.payload, NeedSubmitted | NeedDocumentsAdded | NeedWithdrawn)
+        ]
+        await IntakeUnitOfWork.of(scope).load(ids)
 
     async def handle(self, message: Decoded[Any], ctx: MessageContext) -> None:
         """Dispatch to the use case."""

@@ -1,57 +1,90 @@
-"""Intake's database access, inside the transaction of the batch being processed."""
+"""Intake's rows for one batch: read in bulk, written in bulk when the batch is flushed.
+
+One need costs no statement of its own: the batch's submission ids are looked up in one query,
+new cases and visitors are inserted with one statement each, reference counters are read once
+(row-locked on PostgreSQL until the commit) and written once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
-from pimms_contracts.v1.frontoffice import NeedSubmitted
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from pimms_contracts.v1.frontoffice import NeedSubmitted
 from pimms_intake.adapters.tables import cases, reference_counters, rejections, visitors
 from pimms_intake.domain.cases import CaseSnapshot, CaseStatus
+from pimms_servicekit.pipeline import BatchScope
+
+_CHUNK = 500
 
 
-class IntakeRepository:
-    """Cases, visitors, reference counters and rejections."""
+class IntakeUnitOfWork:
+    """Cases, visitors, reference counters and rejections, for the batch being processed."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, scope: BatchScope) -> None:
+        self.session = scope.session
+        self._by_submission: dict[str, CaseSnapshot | None] = {}
+        self._new_cases: list[dict[str, Any]] = []
+        self._new_visitors: list[dict[str, Any]] = []
+        self._updates: dict[str, dict[str, Any]] = {}
+        self._counters: dict[str, int] = {}
+        self._rejections: list[dict[str, Any]] = []
+        scope.on_flush(self.flush)
+
+    @classmethod
+    def of(cls, scope: BatchScope) -> IntakeUnitOfWork:
+        """The batch's unit of work."""
+        return scope.get("intake", lambda: cls(scope))
+
+    async def load(self, submission_ids: Iterable[str]) -> None:
+        """Look up, in one query, the cases of submissions not seen yet in this batch."""
+        wanted = sorted({s for s in submission_ids if s not in self._by_submission})
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            rows = await self.session.execute(select(cases).where(cases.c.submission_id.in_(chunk)))
+            for row in rows:
+                self._by_submission[row.submission_id] = CaseSnapshot(
+                    case_id=row.case_id,
+                    case_reference=row.case_reference,
+                    submission_id=row.submission_id,
+                    fingerprint=row.fingerprint,
+                    accepted_at=row.accepted_at,
+                    correlation_id=row.correlation_id,
+                    status=CaseStatus(row.status),
+                    documents=tuple(row.documents),
+                )
+            for submission_id in chunk:
+                self._by_submission.setdefault(submission_id, None)
 
     async def case_by_submission(self, submission_id: str) -> CaseSnapshot | None:
-        """The case opened for this submission id, if any."""
-        row = (
-            await self.session.execute(select(cases).where(cases.c.submission_id == submission_id))
-        ).first()
-        if row is None:
-            return None
-        return CaseSnapshot(
-            case_id=row.case_id,
-            case_reference=row.case_reference,
-            submission_id=row.submission_id,
-            fingerprint=row.fingerprint,
-            accepted_at=row.accepted_at,
-            correlation_id=row.correlation_id,
-            status=CaseStatus(row.status),
-            documents=tuple(row.documents),
-        )
+        """The case opened for this submission id, if any (cases opened in this batch included)."""
+        if submission_id not in self._by_submission:
+            await self.load([submission_id])
+        return self._by_submission[submission_id]
 
     async def next_reference_number(self, counter: str) -> int:
-        """The next number of a reference counter, atomically (one upsert)."""
-        dialect = sqlite if self.session.get_bind().dialect.name == "sqlite" else postgresql
-        statement = (
-            dialect.insert(reference_counters)
-            .values(counter=counter, last_value=1)
-            .on_conflict_do_update(
-                index_elements=["counter"],
-                set_={"last_value": reference_counters.c.last_value + 1},
+        """The next number of a reference counter (read once per batch, locked until commit)."""
+        if counter not in self._counters:
+            dialect = sqlite if self.session.get_bind().dialect.name == "sqlite" else postgresql
+            statement = (
+                dialect.insert(reference_counters)
+                .values(counter=counter, last_value=0)
+                .on_conflict_do_update(
+                    index_elements=["counter"],
+                    set_={"last_value": reference_counters.c.last_value},
+                )
+                .returning(reference_counters.c.last_value)
             )
-            .returning(reference_counters.c.last_value)
-        )
-        return int((await self.session.execute(statement)).scalar_one())
+            self._counters[counter] = int((await self.session.execute(statement)).scalar_one())
+        self._counters[counter] += 1
+        return self._counters[counter]
 
-    async def add_case(
+    def add_case(
         self,
         *,
         need: NeedSubmitted,
@@ -63,72 +96,110 @@ class IntakeRepository:
         language: str,
     ) -> None:
         """Store the case and the visitor."""
-        await self.session.execute(
-            insert(cases).values(
-                case_id=case_id,
-                case_reference=case_reference,
-                submission_id=str(need.submission_id),
-                fingerprint=fingerprint,
-                site_id=need.site_id,
-                mediator_id=need.mediator_id,
-                channel=need.channel,
-                category=need.need.category,
-                urgency=need.need.urgency,
-                documents=list(need.need.documents),
-                status=CaseStatus.OPEN.value,
-                correlation_id=correlation_id,
-                submitted_at=need.submitted_at,
-                accepted_at=accepted_at,
-            )
+        submission_id = str(need.submission_id)
+        self._new_cases.append(
+            {
+                "case_id": case_id,
+                "case_reference": case_reference,
+                "submission_id": submission_id,
+                "fingerprint": fingerprint,
+                "site_id": need.site_id,
+                "mediator_id": need.mediator_id,
+                "channel": need.channel,
+                "category": need.need.category,
+                "urgency": need.need.urgency,
+                "documents": list(need.need.documents),
+                "status": CaseStatus.OPEN.value,
+                "correlation_id": correlation_id,
+                "submitted_at": need.submitted_at,
+                "accepted_at": accepted_at,
+                "withdrawn_at": None,
+                "withdrawal_reason": None,
+                "closed_at": None,
+            }
         )
         visitor = need.visitor
-        await self.session.execute(
-            insert(visitors).values(
-                case_id=case_id,
-                first_name=visitor.first_name,
-                last_name=visitor.last_name,
-                phone=visitor.phone,
-                email=visitor.email,
-                postal_code=visitor.postal_code,
-                preferred_language=language,
-                consent_sms=visitor.contact_consent.sms,
-                consent_email=visitor.contact_consent.email,
-                summary=need.need.summary,
-            )
+        self._new_visitors.append(
+            {
+                "case_id": case_id,
+                "first_name": visitor.first_name,
+                "last_name": visitor.last_name,
+                "phone": visitor.phone,
+                "email": visitor.email,
+                "postal_code": visitor.postal_code,
+                "preferred_language": language,
+                "consent_sms": visitor.contact_consent.sms,
+                "consent_email": visitor.contact_consent.email,
+                "summary": need.need.summary,
+            }
+        )
+        self._by_submission[submission_id] = CaseSnapshot(
+            case_id=case_id,
+            case_reference=case_reference,
+            submission_id=submission_id,
+            fingerprint=fingerprint,
+            accepted_at=accepted_at,
+            correlation_id=correlation_id,
+            status=CaseStatus.OPEN,
+            documents=need.need.documents,
         )
 
-    async def set_documents(self, case_id: str, documents: tuple[str, ...]) -> None:
+    def set_documents(self, case: CaseSnapshot, documents: tuple[str, ...]) -> None:
         """Replace the documents held for a case."""
-        await self.session.execute(
-            update(cases).where(cases.c.case_id == case_id).values(documents=list(documents))
-        )
+        self._change(case, {"documents": list(documents)}, documents=documents)
 
-    async def mark_withdrawn(self, case_id: str, *, reason: str, at: datetime) -> None:
+    def mark_withdrawn(self, case: CaseSnapshot, *, reason: str, at: datetime) -> None:
         """The front office withdrew the need."""
-        await self.session.execute(
-            update(cases)
-            .where(cases.c.case_id == case_id)
-            .values(status=CaseStatus.WITHDRAWN.value, withdrawn_at=at, withdrawal_reason=reason)
-        )
+        values = {
+            "status": CaseStatus.WITHDRAWN.value,
+            "withdrawn_at": at,
+            "withdrawal_reason": reason,
+        }
+        self._change(case, values, status=CaseStatus.WITHDRAWN)
 
-    async def mark_closed(self, case_id: str, *, at: datetime) -> bool:
-        """The case closed; False when intake does not know it."""
-        result = await self.session.execute(
-            update(cases)
-            .where(cases.c.case_id == case_id, cases.c.closed_at.is_(None))
-            .values(status=CaseStatus.CLOSED.value, closed_at=at)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+    def mark_closed(self, case_id: str, *, at: datetime) -> None:
+        """Referrals closed the case."""
+        self._updates.setdefault(case_id, {}).update(status=CaseStatus.CLOSED.value, closed_at=at)
+        for submission_id, snapshot in self._by_submission.items():
+            if snapshot is not None and snapshot.case_id == case_id:
+                self._by_submission[submission_id] = replace(snapshot, status=CaseStatus.CLOSED)
 
-    async def record_rejection(
+    def record_rejection(
         self, *, message_id: str, submission_id: str, codes: list[str], at: datetime
     ) -> None:
         """Remember a refusal (codes only, no content) for `pimms trace`."""
-        await self.session.execute(
-            insert(rejections).values(
-                message_id=message_id[:300],
-                submission_id=submission_id[:100],
-                codes=",".join(sorted(set(codes)))[:500],
-                rejected_at=at,
-            )
+        self._rejections.append(
+            {
+                "message_id": message_id[:300],
+                "submission_id": submission_id[:100],
+                "codes": ",".join(sorted(set(codes)))[:500],
+                "rejected_at": at,
+            }
         )
+
+    def _change(self, case: CaseSnapshot, values: dict[str, Any], **snapshot: Any) -> None:
+        pending = next((row for row in self._new_cases if row["case_id"] == case.case_id), None)
+        if pending is not None:
+            pending.update(values)
+        else:
+            self._updates.setdefault(case.case_id, {}).update(values)
+        self._by_submission[case.submission_id] = replace(case, **snapshot)
+
+    async def flush(self) -> None:
+        """Write everything this batch decided, a statement per kind of row."""
+        session = self.session
+        if self._new_cases:
+            await session.execute(insert(cases), self._new_cases)
+            await session.execute(insert(visitors), self._new_visitors)
+        for case_id, values in self._updates.items():
+            await session.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
+        for counter, value in self._counters.items():
+            await session.execute(
+                update(reference_counters)
+                .where(reference_counters.c.counter == counter)
+                .values(last_value=value)
+            )
+        if self._rejections:
+            await session.execute(insert(rejections), self._rejections)
+        self._new_cases, self._new_visitors, self._rejections = [], [], []
+        self._updates, self._counters = {}, {}
