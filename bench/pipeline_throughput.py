@@ -2,7 +2,8 @@
 
     uv run python bench/pipeline_throughput.py [--needs 20000] [--database sqlite|postgresql]
 
-Spawns Tansu on a free port (or uses KAFKA_BOOTSTRAP_SERVERS), runs intake in this process, publishes
+Spawns Tansu on a free port (or uses KAFKA_BOOTSTRAP_SERVERS), runs intake in this process,
+publishes
 N valid needs as fast as the producer can, and measures the time until N `need.accepted` answers
 are on pimms.intake.feedback.v1 (validation, case + visitor rows, reference allocation, inbox,
 outbox, relay, all included). Reports needs/s and the batch sizes the pipeline saw.
@@ -20,24 +21,29 @@ import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from pimms_contracts import topics
 from pimms_contracts.examples import need_submitted
 from pimms_intake.app import build_runtime
 from pimms_intake.settings import IntakeSettings
 from pimms_servicekit.kafka import ensure_topics
 from pimms_servicekit.tansu import TansuBroker
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-PG_ADMIN = os.environ.get("PIMMS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "PIMMS_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 async def count_answers(bootstrap: str, wanted: int, timeout: float) -> float:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
     await consumer.start()
-    partitions = [TopicPartition(topics.INTAKE_FEEDBACK, p)
-                  for p in sorted(consumer.partitions_for_topic(topics.INTAKE_FEEDBACK) or {0})]
+    partitions = [
+        TopicPartition(topics.INTAKE_FEEDBACK, p)
+        for p in sorted(consumer.partitions_for_topic(topics.INTAKE_FEEDBACK) or {0})
+    ]
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
     seen = 0
@@ -69,25 +75,51 @@ async def main(needs: int, database: str) -> None:
     else:
         url = f"sqlite+aiosqlite:///{data_dir / 'intake.db'}"
     try:
-        await ensure_topics(bootstrap, [topics.INTAKE_NEEDS, topics.INTAKE_FEEDBACK, topics.INTAKE_CASES,
-                                        topics.CASES, topics.dead_letters(topics.INTAKE_NEEDS)], partitions=4)
+        await ensure_topics(
+            bootstrap,
+            [
+                topics.INTAKE_NEEDS,
+                topics.INTAKE_FEEDBACK,
+                topics.INTAKE_CASES,
+                topics.CASES,
+                topics.dead_letters(topics.INTAKE_NEEDS),
+            ],
+            partitions=4,
+        )
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
         await producer.start()
         started = time.monotonic()
         futures = []
         for _ in range(needs):
             need = need_submitted()
-            headers = [("ce_specversion", b"1.0"), ("ce_id", str(uuid.uuid4()).encode()),
-                       ("ce_source", b"urn:pimms:bench"), ("ce_type", b"fr.pimms.need.submitted.v1"),
-                       ("ce_time", b"2026-11-27T09:30:00+01:00"), ("content-type", b"application/json")]
-            futures.append(await producer.send(topics.INTAKE_NEEDS, key=need["submission_id"].encode(),
-                                               value=json.dumps(need).encode(), headers=headers))
+            headers = [
+                ("ce_specversion", b"1.0"),
+                ("ce_id", str(uuid.uuid4()).encode()),
+                ("ce_source", b"urn:pimms:bench"),
+                ("ce_type", b"fr.pimms.need.submitted.v1"),
+                ("ce_time", b"2026-11-27T09:30:00+01:00"),
+                ("content-type", b"application/json"),
+            ]
+            futures.append(
+                await producer.send(
+                    topics.INTAKE_NEEDS,
+                    key=need["submission_id"].encode(),
+                    value=json.dumps(need).encode(),
+                    headers=headers,
+                )
+            )
         await asyncio.gather(*futures)
         await producer.stop()
         produced = time.monotonic() - started
-        settings = IntakeSettings(data_dir=data_dir, database_url=url, kafka_bootstrap_servers=bootstrap,
-                                  kafka_fetch_max_wait_ms=20, kafka_session_timeout_ms=1000,
-                                  kafka_heartbeat_interval_ms=300, relay_poll_interval_s=0.05)
+        settings = IntakeSettings(
+            data_dir=data_dir,
+            database_url=url,
+            kafka_bootstrap_servers=bootstrap,
+            kafka_fetch_max_wait_ms=20,
+            kafka_session_timeout_ms=1000,
+            kafka_heartbeat_interval_ms=300,
+            relay_poll_interval_s=0.05,
+        )
         runtime = build_runtime(settings)
         app = runtime.build_app()
         await app.start()
@@ -97,10 +129,14 @@ async def main(needs: int, database: str) -> None:
         elapsed = done - first
         stats = runtime.pipeline.stats
         print(f"database={database} needs={needs} produced_in={produced:.1f}s")
-        print(f"end-to-end (consumer start -> last answer): {elapsed:.1f}s = {needs / elapsed:,.0f} needs/s "
-              f"(includes ~{settings.kafka_session_timeout_ms / 2000:.1f}s group join)")
-        print(f"pipeline: {stats.batches} batches, {stats.messages / max(stats.batches, 1):.0f} messages/batch, "
-              f"{stats.transient_failures} transient failures, relay published {runtime.relay.stats.published}")
+        rate = needs / elapsed
+        join = settings.kafka_session_timeout_ms / 2000
+        per_batch = stats.messages / max(stats.batches, 1)
+        print(f"end-to-end (consumer start -> last answer): {elapsed:.1f}s = {rate:,.0f} needs/s")
+        print(f"  (includes ~{join:.1f}s group join)")
+        print(f"pipeline: {stats.batches} batches, {per_batch:.0f} messages/batch, ")
+        print(f"  {stats.transient_failures} transient failures")
+        print(f"relay published {runtime.relay.stats.published}")
     finally:
         if database == "postgresql":
             admin = create_async_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        print("usage: python -m pimms_servicekit.health <service> [max-age-seconds]")  # noqa: T201
+        print("usage: python -m pimms_servicekit.health <service> [max-age-seconds]")
         return 2
     data_dir = Path(os.environ.get("PIMMS_DATA_DIR", ".pimms"))
     max_age = float(args[1]) if len(args) > 1 else 10.0

@@ -12,13 +12,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from pimms_contracts.v1.frontoffice import NeedSubmitted
+from pimms_servicekit.pipeline import BatchScope
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from pimms_contracts.v1.frontoffice import NeedSubmitted
 from pimms_intake.adapters.tables import cases, reference_counters, rejections, visitors
 from pimms_intake.domain.cases import CaseSnapshot, CaseStatus
-from pimms_servicekit.pipeline import BatchScope
 
 _CHUNK = 500
 
