@@ -1,1 +1,1 @@
-"""PIMMS referrals service."""
+"""Referrals: routes needs to partners, follows each referral's lifecycle, closes cases."""

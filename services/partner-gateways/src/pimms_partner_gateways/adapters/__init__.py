@@ -1,0 +1,1 @@
+"""Partner formats (one module per partner, pure) and the gateway's database."""

@@ -1,0 +1,53 @@
+"""The gateway's own tables. `dossiers` holds what partner formats need, personal data included."""
+
+from __future__ import annotations
+
+from pimms_servicekit.tables import UTCDateTime
+from sqlalchemy import JSON, Boolean, Column, Index, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+dossiers = Table(
+    "dossiers",
+    metadata,
+    Column("case_id", String(36), primary_key=True),
+    Column("case_reference", String(20), nullable=False),
+    Column("site_id", String(40), nullable=False),
+    Column("mediator_id", String(64), nullable=False),
+    # As the front office gave it, offset included: partners receive the request date unchanged.
+    Column("submitted_at", String(64), nullable=False),
+    Column("category", String(40), nullable=False),
+    Column("urgency", String(10), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("documents", JSON, nullable=False),
+    Column("first_name", String(100), nullable=False),
+    Column("last_name", String(100), nullable=False),
+    Column("phone", String(20), nullable=True),
+    Column("email", String(254), nullable=True),
+    Column("consent_sms", Boolean, nullable=False),
+    Column("consent_email", Boolean, nullable=False),
+    Column("postal_code", String(5), nullable=False),
+    Column("language", String(3), nullable=False),
+    Column("stored_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("case_id", String(36), nullable=False),
+    Column("partner_id", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("correlation_id", String(200), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("cancelled_at", UTCDateTime, nullable=True),
+    Column("cancellation_sent_at", UTCDateTime, nullable=True),
+    Column("cancellation_delivered_at", UTCDateTime, nullable=True),
+    Column("failed_at", UTCDateTime, nullable=True),
+    Column("failure_reason", String(40), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+Index("ix_deliveries_case", deliveries.c.case_id)

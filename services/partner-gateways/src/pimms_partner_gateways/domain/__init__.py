@@ -1,0 +1,1 @@
+"""The gateway's pure core: dossiers, referrals, deliveries and partner answers (no I/O)."""

@@ -1,0 +1,1 @@
+"""Referrals adapters: its database and the partner directory file."""

@@ -1,0 +1,1 @@
+"""Pure referrals logic: routing, the referral state machine, case closure. No I/O, no framework."""

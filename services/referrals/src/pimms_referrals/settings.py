@@ -1,0 +1,27 @@
+"""Referrals settings (environment variables prefixed `PIMMS_REFERRALS_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pimms_contracts.partners import DEFAULT_DIRECTORY_PATH, load_directory
+from pimms_servicekit.settings import ServiceSettings
+from pydantic import field_validator
+from pydantic_settings import SettingsConfigDict
+
+
+class ReferralsSettings(ServiceSettings):
+    """What referrals needs: the shared settings and the partner directory file."""
+
+    model_config = SettingsConfigDict(env_prefix="PIMMS_REFERRALS_", extra="ignore", frozen=True)
+    service_name: ClassVar[str] = "referrals"
+
+    # PIMMS_REFERRALS_PARTNER_DIRECTORY: a TOML file like the packaged one, reloaded on change.
+    partner_directory: Path = DEFAULT_DIRECTORY_PATH
+
+    @field_validator("partner_directory")
+    @classmethod
+    def _loads(cls, path: Path) -> Path:
+        load_directory(path)  # at start, a broken directory is a configuration error
+        return path

@@ -1,0 +1,232 @@
+"""The referral state machine, table-driven: every move a partner or the platform can ask for."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pimms_referrals.domain.lifecycle import (
+    Applied,
+    Impossible,
+    IncompleteReport,
+    Referral,
+    StatusChange,
+    Unchanged,
+    apply_partner_status,
+    apply_status,
+    judge_move,
+    new_referral,
+    reported_change,
+)
+
+T0 = datetime(2026, 11, 27, 8, 30, tzinfo=UTC)
+T1 = T0 + timedelta(hours=1)
+
+ALL = [
+    "requested",
+    "transmitted",
+    "received",
+    "accepted",
+    "in_progress",
+    "on_hold",
+    "completed",
+    "rejected",
+    "expired",
+    "cancelled",
+    "delivery_failed",
+]
+FINAL = ["completed", "rejected", "expired", "cancelled", "delivery_failed"]
+PARTNER_REPORTED = ["received", "accepted", "in_progress", "on_hold", "completed", "rejected"]
+
+# Every allowed forward move, written out (not computed) so the table is the specification.
+FORWARD = {
+    "requested": {
+        "transmitted",
+        "received",
+        "accepted",
+        "in_progress",
+        "on_hold",
+        *FINAL,
+    },
+    "transmitted": {"received", "accepted", "in_progress", "on_hold", *FINAL},
+    "received": {"accepted", "in_progress", "on_hold", *FINAL},
+    "accepted": {"in_progress", "on_hold", *FINAL},
+    "in_progress": {"on_hold", *FINAL},
+    "on_hold": {"in_progress", *FINAL},
+}
+BACKWARD = {
+    "requested": set(),
+    "transmitted": {"requested"},
+    "received": {"requested", "transmitted"},
+    "accepted": {"requested", "transmitted", "received"},
+    "in_progress": {"requested", "transmitted", "received", "accepted"},
+    "on_hold": {"requested", "transmitted", "received", "accepted"},
+}
+
+
+def expected_move(current: str, target: str) -> str:
+    if current == target:
+        return "same"
+    if current in FINAL:
+        return "out_of_final"
+    if target in FORWARD[current]:
+        return "forward"
+    assert target in BACKWARD[current], (current, target)
+    return "backward"
+
+
+@pytest.mark.parametrize("target", ALL)
+@pytest.mark.parametrize("current", ALL)
+def test_every_move_of_the_lifecycle(current: str, target: str) -> None:
+    assert judge_move(current, target) == expected_move(current, target)
+
+
+def referral(status: str = "requested", **changes: Any) -> Referral:
+    base = new_referral(
+        referral_id="r-1",
+        case_id="c-1",
+        partner_id="edf",
+        position=0,
+        ack_within=timedelta(hours=48),
+        resolve_within=timedelta(days=15),
+        at=T0,
+    )
+    return dataclasses.replace(base, status=status, **changes)
+
+
+def change_for(status: str) -> StatusChange:
+    return reported_change(
+        status=status,
+        outcome="resolved" if status == "completed" else None,
+        reason="out_of_scope" if status == "rejected" else None,
+    )
+
+
+# Every impossible partner report: from each non-final status back, and out of each final one.
+IMPOSSIBLE_REPORTS = [
+    ("accepted", "received"),
+    ("in_progress", "received"),
+    ("in_progress", "accepted"),
+    ("on_hold", "received"),
+    ("on_hold", "accepted"),
+    *[(final, reported) for final in FINAL for reported in PARTNER_REPORTED if reported != final],
+]
+
+
+@pytest.mark.parametrize(("current", "reported"), IMPOSSIBLE_REPORTS)
+def test_impossible_reports_change_nothing_and_explain_why(current: str, reported: str) -> None:
+    before = referral(current, outcome="resolved" if current == "completed" else None)
+    result = apply_partner_status(before, change_for(reported), at=T1)
+    assert isinstance(result, Impossible)
+    assert result.referral == before
+    assert result.explanation == f"edf reported {reported} but referral r-1 is {current}"
+
+
+def test_the_impossible_list_is_complete() -> None:
+    computed = {
+        (c, r)
+        for c in ALL
+        for r in PARTNER_REPORTED
+        if judge_move(c, r) in {"backward", "out_of_final"}
+    }
+    assert computed == set(IMPOSSIBLE_REPORTS)
+
+
+@pytest.mark.parametrize(
+    ("current", "reported"),
+    [
+        ("transmitted", "completed"),  # a skip over every step is normal
+        ("requested", "received"),  # the partner answered before the delivery was confirmed
+        ("transmitted", "on_hold"),
+        ("received", "rejected"),
+        ("accepted", "in_progress"),
+        ("in_progress", "on_hold"),
+        ("on_hold", "in_progress"),
+        ("on_hold", "completed"),
+    ],
+)
+def test_forward_reports_apply(current: str, reported: str) -> None:
+    result = apply_partner_status(referral(current), change_for(reported), at=T1)
+    assert isinstance(result, Applied)
+    assert result.referral.status == reported
+    assert result.referral.updated_at == T1
+    assert result.referral.acknowledged_at == T1
+
+
+@pytest.mark.parametrize("status", [*PARTNER_REPORTED])
+def test_the_same_status_again_is_a_no_op(status: str) -> None:
+    before = referral(status)
+    assert apply_partner_status(before, change_for(status), at=T1) == Unchanged(before)
+
+
+def test_a_repeated_final_status_with_another_code_is_still_a_no_op() -> None:
+    before = referral("completed", outcome="resolved")
+    again = reported_change(status="completed", outcome="not_resolved")
+    assert isinstance(apply_partner_status(before, again, at=T1), Unchanged)
+
+
+def test_outcome_reason_and_missing_documents_go_with_the_status() -> None:
+    held = apply_partner_status(
+        referral("in_progress"),
+        reported_change(status="on_hold", missing_documents=("tax_notices",)),
+        at=T1,
+    )
+    assert isinstance(held, Applied)
+    assert held.change.reason == "missing_documents"
+    assert held.referral.missing_documents == ("tax_notices",)
+    done = apply_partner_status(held.referral, change_for("completed"), at=T1)
+    assert isinstance(done, Applied)
+    assert (done.referral.outcome, done.referral.reason) == ("resolved", None)
+    assert done.referral.missing_documents == ()
+    waiting = reported_change(status="on_hold")
+    assert (waiting.reason, waiting.missing_documents) == ("waiting_for_visitor", ())
+
+
+def test_reports_that_lack_their_code_are_incomplete() -> None:
+    with pytest.raises(IncompleteReport, match="outcome"):
+        reported_change(status="completed")
+    with pytest.raises(IncompleteReport, match="reason"):
+        reported_change(status="rejected")
+
+
+def test_transmission_starts_the_sla_deadlines_once() -> None:
+    transmitted = apply_status(referral(), StatusChange(status="transmitted"), at=T1)
+    assert isinstance(transmitted, Applied)
+    r = transmitted.referral
+    assert r.transmitted_at == T1
+    assert r.ack_due_at == T1 + timedelta(hours=48)
+    assert r.resolve_due_at == T1 + timedelta(days=15)
+    assert r.acknowledged_at is None  # the platform's own step is no acknowledgement
+    later = T1 + timedelta(hours=5)
+    received = apply_partner_status(r, change_for("received"), at=later)
+    assert isinstance(received, Applied)
+    assert received.referral.transmitted_at == T1
+    assert received.referral.acknowledged_at == later
+
+
+def test_a_partner_answer_before_the_delivery_note_starts_the_deadlines() -> None:
+    result = apply_partner_status(referral(), change_for("received"), at=T1)
+    assert isinstance(result, Applied)
+    assert result.referral.transmitted_at == T1
+    assert result.referral.ack_due_at == T1 + timedelta(hours=48)
+
+
+@pytest.mark.parametrize("status", ["cancelled", "delivery_failed"])
+def test_a_referral_that_never_reached_the_partner_has_no_deadlines(status: str) -> None:
+    result = apply_status(referral(), StatusChange(status=status, reason="x"), at=T1)
+    assert isinstance(result, Applied)
+    assert result.referral.final
+    assert result.referral.transmitted_at is None
+    assert result.referral.ack_due_at is None
+
+
+def test_platform_steps_behind_the_partner_are_not_applied() -> None:
+    assert isinstance(
+        apply_status(referral("received"), StatusChange(status="transmitted"), at=T1), Impossible
+    )
+    assert isinstance(
+        apply_status(referral("transmitted"), StatusChange(status="transmitted"), at=T1),
+        Unchanged,
+    )
