@@ -1,1 +1,1 @@
-"""PIMMS notifications service."""
+"""Notifications: tells visitors (SMS, e-mail) and mediators (inbox) how their cases move."""

@@ -1,0 +1,1 @@
+"""Notifications adapters: its database, its template files, the partner directory."""

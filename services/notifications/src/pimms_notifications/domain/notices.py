@@ -1,0 +1,182 @@
+"""Who is told what (specs/front-office.md, "Notifications"), as plain data."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+from uuid import UUID
+
+from pimms_contracts.v1.internal import PartnerReportRefused
+from pimms_contracts.v1.lifecycle import (
+    CaseClosed,
+    LifecycleEvent,
+    ReferralAccepted,
+    ReferralCompleted,
+    ReferralDeliveryFailed,
+    ReferralExpired,
+    ReferralOnHold,
+    ReferralRejected,
+    ReferralUnroutable,
+)
+
+Audience = Literal["visitor", "mediator"]
+
+# Templates the visitor may receive (SMS and e-mail, in every supported language).
+CASE_OPENED = "case_opened"
+REFERRAL_ACCEPTED = "referral_accepted"
+REFERRAL_ON_HOLD = "referral_on_hold"
+REFERRAL_ON_HOLD_DOCUMENTS = "referral_on_hold_documents"
+REFERRAL_COMPLETED = "referral_completed"
+REFERRAL_REJECTED = "referral_rejected"
+REFERRAL_EXPIRED = "referral_expired"
+CASE_CLOSED = "case_closed"
+# Templates only the mediator receives.
+REFERRAL_UNROUTABLE = "referral_unroutable"
+REFERRAL_DELIVERY_FAILED = "referral_delivery_failed"
+PARTNER_REPORT_REFUSED = "partner_report_refused"
+VISITOR_UNREACHABLE = "visitor_unreachable"
+
+VISITOR_TEMPLATES: frozenset[str] = frozenset(
+    {
+        CASE_OPENED,
+        REFERRAL_ACCEPTED,
+        REFERRAL_ON_HOLD,
+        REFERRAL_ON_HOLD_DOCUMENTS,
+        REFERRAL_COMPLETED,
+        REFERRAL_REJECTED,
+        REFERRAL_EXPIRED,
+        CASE_CLOSED,
+    }
+)
+MEDIATOR_TEMPLATES: frozenset[str] = frozenset(
+    {
+        REFERRAL_UNROUTABLE,
+        REFERRAL_ON_HOLD,
+        REFERRAL_ON_HOLD_DOCUMENTS,
+        REFERRAL_COMPLETED,
+        REFERRAL_REJECTED,
+        REFERRAL_EXPIRED,
+        REFERRAL_DELIVERY_FAILED,
+        CASE_CLOSED,
+        PARTNER_REPORT_REFUSED,
+        VISITOR_UNREACHABLE,
+    }
+)
+
+# Fixed: notification ids are uuid5(this, "<consumed message id>:<audience>:<template>").
+_NOTIFICATION_NAMESPACE = UUID("5f0c3b8e-2a4d-4c1e-9b7a-6d2f1e8c0a93")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Codes a message may mention; the wording turns them into words."""
+
+    partner_id: str | None = None
+    outcome: str | None = None
+    case_outcome: str | None = None
+    rejection_reason: str | None = None
+    withdrawal_reason: str | None = None
+    delivery_reason: str | None = None
+    documents: tuple[str, ...] = ()
+    category: str | None = None
+    departement: str | None = None
+    reported_status: str | None = None
+    current_status: str | None = None
+    failed_template: str | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One person to tell, with which template and what the text may mention."""
+
+    audience: Audience
+    template: str
+    referral_id: UUID | None = None
+    facts: Facts = field(default_factory=Facts)
+
+
+Told = LifecycleEvent | PartnerReportRefused
+
+TOLD_EVENTS: tuple[type[Told], ...] = (
+    ReferralUnroutable,
+    ReferralAccepted,
+    ReferralOnHold,
+    ReferralCompleted,
+    ReferralRejected,
+    ReferralExpired,
+    ReferralDeliveryFailed,
+    CaseClosed,
+    PartnerReportRefused,
+)
+"""The events someone is told of; the others (requested, transmitted, ...) are not ours."""
+
+
+def case_opened_notice() -> Notice:
+    """The visitor learns their case reference when the case opens."""
+    return Notice(audience="visitor", template=CASE_OPENED)
+
+
+def visitor_unreachable_notice(*, failed_template: str, referral_id: UUID | None) -> Notice:
+    """The mediator learns, once per case, that the platform cannot reach the visitor."""
+    return Notice(
+        audience="mediator",
+        template=VISITOR_UNREACHABLE,
+        referral_id=referral_id,
+        facts=Facts(failed_template=failed_template),
+    )
+
+
+def who_is_told(event: Told) -> tuple[Notice, ...]:
+    """The notices an event causes, visitor first; empty when nobody is told."""
+    match event:
+        case ReferralUnroutable():
+            facts = Facts(category=event.category, departement=event.departement)
+            return (Notice("mediator", REFERRAL_UNROUTABLE, None, facts),)
+        case ReferralAccepted():
+            return (Notice("visitor", REFERRAL_ACCEPTED, event.referral_id, _partner(event)),)
+        case ReferralOnHold():
+            facts = Facts(partner_id=event.partner_id, documents=tuple(event.missing_documents))
+            template = REFERRAL_ON_HOLD_DOCUMENTS if facts.documents else REFERRAL_ON_HOLD
+            return _both(template, event.referral_id, facts)
+        case ReferralCompleted():
+            facts = Facts(partner_id=event.partner_id, outcome=event.outcome)
+            return _both(REFERRAL_COMPLETED, event.referral_id, facts)
+        case ReferralRejected():
+            facts = Facts(partner_id=event.partner_id, rejection_reason=event.reason)
+            return _both(REFERRAL_REJECTED, event.referral_id, facts)
+        case ReferralExpired():
+            return _both(REFERRAL_EXPIRED, event.referral_id, _partner(event))
+        case ReferralDeliveryFailed():
+            facts = Facts(partner_id=event.partner_id, delivery_reason=event.reason)
+            return (Notice("mediator", REFERRAL_DELIVERY_FAILED, event.referral_id, facts),)
+        case CaseClosed():
+            facts = Facts(case_outcome=event.outcome, withdrawal_reason=event.reason)
+            return _both(CASE_CLOSED, None, facts)
+        case PartnerReportRefused():
+            facts = Facts(
+                partner_id=event.partner_id,
+                reported_status=event.reported_status,
+                current_status=event.current_status,
+            )
+            return (Notice("mediator", PARTNER_REPORT_REFUSED, event.referral_id, facts),)
+        case _:
+            # case.opened (the visitor hears of it from intake), requested, transmitted,
+            # received, in_progress, cancelled: nobody is told.
+            return ()
+
+
+def notification_id(*, message_id: str, audience: Audience, template: str) -> UUID:
+    """The same consumed message always gives the same id: a redelivery rewrites, never adds."""
+    return uuid.uuid5(_NOTIFICATION_NAMESPACE, f"{message_id}:{audience}:{template}")
+
+
+def _partner(event: ReferralAccepted | ReferralExpired) -> Facts:
+    return Facts(partner_id=event.partner_id)
+
+
+def _both(template: str, referral_id: UUID | None, facts: Facts) -> tuple[Notice, ...]:
+    return (
+        Notice("visitor", template, referral_id, facts),
+        Notice("mediator", template, referral_id, facts),
+    )
