@@ -545,7 +545,10 @@ def report(morning: Morning) -> str:
             status = "open: unroutable, with the mediator"
         else:
             status = case.statuses[-1] if case.statuses else "-"
-        notes = ", ".join(f"{k} x{n}" for k, n in sorted(case.notifications.items()))
+        notes = ", ".join(
+            f"{k.replace(' mediator_inbox', '')} x{n}"
+            for k, n in sorted(case.notifications.items())
+        )
         if "no_reachable_channel" in case.failures:
             notes += (", " if notes else "") + "visitor unreachable"
         if case.partner_dead_letters:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
+
+from pimms_servicekit.logging import configure_logging
 
 from pimms_cli.config import configured_bootstrap, data_dir
 from pimms_cli.platform import Platform
@@ -25,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     trace.add_argument("key", help="case reference, case id, submission id or referral id")
     trace.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args(argv)
+    # The command's own log lines: warnings only, as JSON; a broker probe that fails is not news.
+    configure_logging(service="pimms-cli", level="WARNING")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     if args.command == "dev":
         raise SystemExit(asyncio.run(run_dev()))

@@ -49,6 +49,7 @@ class Platform:
     bootstrap: str | None = None
     echo: bool = True
     prefer_port: int = 9092
+    database_urls: dict[str, str] = field(default_factory=dict)
     broker: TansuBroker | None = None
     running: dict[str, _Running] = field(default_factory=dict)
     stopping: bool = False
@@ -154,7 +155,8 @@ class Platform:
             env["KAFKA_ENABLE_IDEMPOTENCE"] = "false"  # Tansu refuses idempotent producers
             for key, value in DEV_KAFKA_TIMINGS.items():
                 env.setdefault(key, value)
-        env.setdefault(f"{spec.env_prefix}DATABASE_URL", spec.database_url(self.data_dir))
+        url = self.database_urls.get(spec.name) or spec.database_url(self.data_dir)
+        env[f"{spec.env_prefix}DATABASE_URL"] = url
         return env
 
     async def _spawn(self, spec: ServiceSpec) -> None:

@@ -35,8 +35,8 @@ class Step:
     note: str
 
 
-def _engine(spec: ServiceSpec, directory: Path) -> AsyncEngine | None:
-    url = spec.database_url(directory)
+def _engine(spec: ServiceSpec, directory: Path, url: str | None = None) -> AsyncEngine | None:
+    url = url or spec.database_url(directory)
     if url.startswith("sqlite"):
         path = Path(url.split("///", 1)[1])
         if not path.exists():
@@ -69,14 +69,14 @@ async def _case_ids(engines: dict[str, AsyncEngine], key: str) -> tuple[set[str]
 
 
 async def collect(
-    key: str, directory: Path | None = None
+    key: str, directory: Path | None = None, urls: dict[str, str] | None = None
 ) -> tuple[set[str], set[str], list[Step], list[str]]:
     """Case ids, their aliases, the timeline, and the services whose records could not be read."""
     directory = directory or data_dir()
     engines: dict[str, AsyncEngine] = {}
     unread: list[str] = []
     for spec in SERVICES:
-        engine = _engine(spec, directory)
+        engine = _engine(spec, directory, (urls or {}).get(spec.name))
         if engine is None:
             unread.append(f"{spec.name} (no database at {spec.database_url(directory)})")
         else:

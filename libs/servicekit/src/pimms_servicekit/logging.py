@@ -54,7 +54,6 @@ PERSONAL_KEYS = frozenset(
 # Values our own code produces (ids, codes, positions): nothing personal can be in them.
 SAFE_KEYS = frozenset(
     {
-        "event",
         "level",
         "ts",
         "service",
@@ -119,10 +118,18 @@ def redact(value: Any, key: str | None = None) -> Any:
 
 def redaction_processor(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """structlog processor: the last line of defence before a log line is written."""
-    return {
-        k: v if k in SAFE_KEYS and isinstance(v, str) and len(v) <= 200 else redact(v, k)
-        for k, v in event_dict.items()
-    }
+    return {k: v if _safe(k, v) else redact(v, k) for k, v in event_dict.items()}
+
+
+_EVENT_NAME = re.compile(r"[a-z0-9_.]{1,80}")
+
+
+def _safe(key: str, value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 200:
+        return False
+    if key == "event":  # our events are names; a library's message is free text
+        return _EVENT_NAME.fullmatch(value) is not None
+    return key in SAFE_KEYS
 
 
 def _add_service(service: str) -> Processor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,8 +57,14 @@ class Incoming:
 
     @property
     def message_id(self) -> str:
-        """The CloudEvents id, or the record's position for senders without CloudEvents headers."""
-        return self.header(H_ID) or f"{self.topic}:{self.partition}:{self.offset}"
+        """The CloudEvents id; for senders without CloudEvents headers (partners), the record's
+        position and a digest of its content: a redelivery has the same id, while a new message at
+        a position seen before (a topic recreated, the memory-only broker restarted) does not."""
+        ce_id = self.header(H_ID)
+        if ce_id:
+            return ce_id
+        digest = hashlib.sha256((self.key or b"") + b"\x00" + (self.value or b"")).hexdigest()[:16]
+        return f"{self.topic}:{self.partition}:{self.offset}:{digest}"
 
     @property
     def event_type(self) -> str | None:

@@ -484,6 +484,7 @@ class BatchPipeline:
         *,
         replay: bool,
     ) -> None:
+        started = self.clock.now()  # the trace shows the message before what it caused
         with structlog.contextvars.bound_contextvars(
             event_id=incoming.message_id,
             event_type=incoming.event_type,
@@ -502,6 +503,7 @@ class BatchPipeline:
                     event_type=incoming.event_type,
                     case_id=None,
                     replay=replay,
+                    at=started,
                 )
                 return
             ctx = MessageContext(pipeline=self, state=state, incoming=incoming, decoded=meaning)
@@ -516,6 +518,7 @@ class BatchPipeline:
                 event_type=ctx.event_type,
                 case_id=ctx.case_id,
                 replay=replay,
+                at=started,
             )
             state.handled += 1
             if ctx.outcome == "handled" and not ctx.logged:
@@ -583,6 +586,7 @@ class BatchPipeline:
         event_type: str | None,
         case_id: str | None,
         replay: bool = False,
+        at: datetime | None = None,
     ) -> None:
         row = {
             "consumer": self.consumer,
@@ -593,7 +597,7 @@ class BatchPipeline:
             "event_type": (event_type or "")[:200] or None,
             "case_id": case_id,
             "outcome": outcome,
-            "processed_at": self.clock.now(),
+            "processed_at": at or self.clock.now(),
         }
         (state.inbox_updates if replay else state.inbox_rows).append(row)
 
