@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 from defusedxml import ElementTree
-
 from pimms_cli.config import SERVICES
 from pimms_cli.platform import Platform
 from pimms_cli.trace import collect
@@ -321,8 +320,8 @@ async def test_a_la_poste_xml_round_trip_closes_the_case(running: Running) -> No
             running,
             "la-poste",
             referral_id,
-            f'<reponse xmlns="urn:laposte:mediation:pimms:1" reference="{referral_id}" etat="{etat}" '
-            f'horodatage="{now}">{inner}</reponse>'.encode(),
+            f'<reponse xmlns="urn:laposte:mediation:pimms:1" reference="{referral_id}" '
+            f'etat="{etat}" horodatage="{now}">{inner}</reponse>'.encode(),
         )
     closed = await lifecycle(running, case_id, "fr.pimms.case.closed.v1")
     assert closed["outcome"] == "resolved"
@@ -380,7 +379,7 @@ async def test_trace_and_logs_tell_where_a_case_is_without_personal_data(running
     case_id = running.case_ids.get("edf")
     if case_id is None:
         pytest.fail("the EDF test must run first in this module")
-    case_ids, aliases, steps, unread = await collect(case_id, running.data_dir, running.urls)
+    case_ids, _, steps, unread = await collect(case_id, running.data_dir, running.urls)
     assert case_ids == {case_id}
     assert unread == []
     assert {s.service for s in steps} == {spec.name for spec in SERVICES}
