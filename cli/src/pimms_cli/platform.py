@@ -143,6 +143,22 @@ class Platform:
             self.broker.stop()
             self._say("broker", "stopped (the embedded broker keeps nothing)")
 
+    async def kill(self, name: str) -> None:
+        """SIGKILL one service (fault tests): no chance to finish anything."""
+        running = self.running[name]
+        with contextlib.suppress(ProcessLookupError):
+            running.process.kill()
+        await running.process.wait()
+        if running.pump is not None:
+            with contextlib.suppress(Exception):
+                await running.pump
+        running.log.close()
+
+    async def restart(self, name: str) -> None:
+        """Start one service again."""
+        spec = next(s for s in SERVICES if s.name == name)
+        await self._spawn(spec)
+
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:
         """The environment of one service process."""
         env = dict(os.environ)

@@ -20,14 +20,23 @@ from pimms_servicekit.settings import ServiceSettings
 log = get_logger("pimms.kafka")
 
 
+class _TopicsAreOurs(logging.Filter):
+    """We create topics explicitly at start: faststream's reminder that it does not is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Auto create topics is disabled" not in record.getMessage()
+
+
 def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
     """The service's faststream broker (consumers); per-message chatter at DEBUG."""
+    logger = logging.getLogger(f"pimms.{client_id}.faststream")
+    logger.addFilter(_TopicsAreOurs())
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=client_id,
         enable_idempotence=settings.kafka_enable_idempotence,
         acks="all",
-        logger=logging.getLogger(f"pimms.{client_id}.faststream"),
+        logger=logger,
         log_level=logging.DEBUG,
         graceful_timeout=30.0,
         allow_auto_create_topics=False,

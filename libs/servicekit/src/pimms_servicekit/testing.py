@@ -79,6 +79,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+_USED: set[str] = set()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say, even with -q, which broker the integration tests ran on."""
+    for line in pytest_report_header(terminalreporter.config) if _USED else []:
+        terminalreporter.write_line(line)
+
+
 @dataclass(frozen=True)
 class KafkaEndpoint:
     """A broker the tests may use."""
@@ -92,6 +101,7 @@ class KafkaEndpoint:
 def kafka() -> Iterator[KafkaEndpoint]:
     """A real Kafka-protocol broker for this test module."""
     kind = _kind()
+    _USED.add(kind)
     if kind == "env":
         yield KafkaEndpoint(
             os.environ["KAFKA_BOOTSTRAP_SERVERS"],
