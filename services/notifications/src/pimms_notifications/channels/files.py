@@ -91,7 +91,7 @@ class FileEmailChannel:
         domain = self.sender.rpartition("@")[2].strip("> ") or "pimms.invalid"
         email["Message-ID"] = f"<{message.notification_id}@{domain}>"
         email["Auto-Submitted"] = "auto-generated"
-        email.set_content(message.body, charset="utf-8")
+        email.set_content(message.body, charset="utf-8", cte="8bit")  # readable as a file
         email["Content-Language"] = message.language  # after set_content, which clears Content-*
         return email
 
