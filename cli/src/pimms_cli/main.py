@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     trace.add_argument("key", help="case reference, case id, submission id or referral id")
     trace.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `pimms trace X | head` ends quietly
     # The command's own log lines: warnings only, as JSON; a broker probe that fails is not news.
     configure_logging(service="pimms-cli", level="WARNING")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)

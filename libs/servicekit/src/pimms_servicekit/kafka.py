@@ -5,19 +5,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from faststream import BaseMiddleware
 from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
 
-from pimms_servicekit.logging import get_logger
+from pimms_servicekit.logging import bound_context, get_logger
 from pimms_servicekit.outbox import Outgoing
 from pimms_servicekit.settings import ServiceSettings
 
 log = get_logger("pimms.kafka")
+
+
+class LogContextMiddleware(BaseMiddleware):
+    """Binds what faststream hands over to every log line written while it is processed.
+
+    A single message binds its event id and correlation id; a batch binds its position and
+    size (the pipeline then binds case_id, correlation_id and event id per message of the batch,
+    which a middleware cannot do: it sees the batch as one message).
+    """
+
+    async def consume_scope(
+        self, call_next: Callable[[Any], Awaitable[Any]], msg: StreamMessage[Any]
+    ) -> Any:
+        """Bind, process, unbind."""
+        raw = msg.raw_message
+        records = raw if isinstance(raw, tuple | list) else (raw,)
+        if not records:
+            return await call_next(msg)
+        first = records[0]
+        bindings: dict[str, Any] = {
+            "kafka_batch": f"{first.topic}/{first.partition}@{first.offset}",
+            "batch_size": len(records),
+        }
+        if len(records) == 1:
+            headers = dict(first.headers or ())
+            bindings["event_id"] = _text(headers.get("ce_id"))
+            bindings["correlation_id"] = _text(headers.get("ce_correlationid"))
+        with bound_context(**bindings):
+            return await call_next(msg)
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode(errors="replace") if value else None
 
 
 class _TopicsAreOurs(logging.Filter):
@@ -40,6 +75,7 @@ def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
         log_level=logging.DEBUG,
         graceful_timeout=30.0,
         allow_auto_create_topics=False,
+        middlewares=[LogContextMiddleware],
     )
 
 
