@@ -28,7 +28,7 @@ from pimms_cli.config import DEFAULT_BOOTSTRAP, SERVICES, ServiceSpec
 DEV_KAFKA_TIMINGS = {
     "KAFKA_SESSION_TIMEOUT_MS": "3000",
     "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-    "KAFKA_FETCH_MAX_WAIT_MS": "20",
+    "KAFKA_FETCH_MAX_WAIT_MS": "50",  # Tansu does not wake a long poll: this bounds latency per hop
 }
 
 
