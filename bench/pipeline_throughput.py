@@ -20,12 +20,12 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from pimms_contracts import topics
 from pimms_contracts.examples import need_submitted
 from pimms_intake.app import build_runtime
 from pimms_intake.settings import IntakeSettings
-from pimms_servicekit.kafka import ensure_topics
+from pimms_servicekit.kafka import consumer_from_start, ensure_topics
 from pimms_servicekit.tansu import TansuBroker
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -36,16 +36,7 @@ PG_ADMIN = os.environ.get(
 
 
 async def count_answers(bootstrap: str, wanted: int, timeout: float) -> float:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
-    )
-    await consumer.start()
-    partitions = [
-        TopicPartition(topics.INTAKE_FEEDBACK, p)
-        for p in sorted(consumer.partitions_for_topic(topics.INTAKE_FEEDBACK) or {0})
-    ]
-    consumer.assign(partitions)
-    await consumer.seek_to_beginning(*partitions)
+    consumer = await consumer_from_start(bootstrap, [topics.INTAKE_FEEDBACK])
     seen = 0
     deadline = time.monotonic() + timeout
     try:

@@ -8,7 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pimms_servicekit.kafka import consumer_from_start
 
 
 @dataclass
@@ -46,25 +47,7 @@ class KafkaTail:
 
     async def start(self) -> None:
         """Assign every partition and read from the start."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=20,
-        )
-        await consumer.start()
-        partitions: list[TopicPartition] = []
-        for topic in self.topics:
-            found: set[int] | None = None
-            for _ in range(50):
-                found = consumer.partitions_for_topic(topic)
-                if found:
-                    break
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
-            partitions += [TopicPartition(topic, p) for p in sorted(found or {0})]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        consumer = await consumer_from_start(self.bootstrap_servers, self.topics)
         self._consumer = consumer
         self._task = asyncio.create_task(self._run())
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from faststream import BaseMiddleware
@@ -227,3 +227,31 @@ async def broker_reachable(bootstrap_servers: str, *, timeout: float = 3.0) -> b
     finally:
         with contextlib.suppress(Exception):  # closing a client that never connected
             await admin.close()
+
+
+async def consumer_from_start(bootstrap_servers: str, topics: Sequence[str]) -> AIOKafkaConsumer:
+    """A consumer without a group, on every partition of `topics`, from their beginning.
+
+    For tools and tests that read whole topics (the demo, assertions). A topic created a moment
+    ago may not be in the metadata yet: it is asked for again, for up to five seconds.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    partitions: list[TopicPartition] = []
+    for topic in topics:
+        found: set[int] | None = None
+        for _ in range(50):
+            found = consumer.partitions_for_topic(topic)
+            if found:
+                break
+            await consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
+        partitions += [TopicPartition(topic, p) for p in sorted(found or {0})]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    return consumer

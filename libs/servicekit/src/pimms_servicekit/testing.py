@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pimms_contracts.base import Event
 from pimms_contracts.envelope import Envelope
 
+from pimms_servicekit.kafka import consumer_from_start
 from pimms_servicekit.messages import encode, new_id
 from pimms_servicekit.tansu import TansuBroker
 
@@ -244,24 +245,7 @@ class TopicWatcher:
 
     async def start(self) -> TopicWatcher:
         """Assign every partition of the topics and seek to the beginning."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=20,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        partitions: list[TopicPartition] = []
-        for topic in self.topics:
-            for _ in range(50):
-                found = consumer.partitions_for_topic(topic)
-                if found:
-                    break
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
-            partitions += [TopicPartition(topic, p) for p in sorted(found or {0})]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        consumer = await consumer_from_start(self.bootstrap_servers, self.topics)
         self._consumer = consumer
         return self
 
