@@ -44,3 +44,26 @@ def platform_topics(kafka_partner_ids: tuple[str, ...] = ()) -> list[str]:
         main += [partner_referrals(partner_id), partner_responses(partner_id)]
     consumed = [INTAKE_NEEDS, *(partner_responses(p) for p in kafka_partner_ids)]
     return main + [dead_letters(t) for t in consumed]
+
+
+# Dead-letter headers (specs/front-office.md): support tools read these names.
+DLT_REASON = "pimms_dlt_reason"
+DLT_ERROR = "pimms_dlt_error"
+DLT_SERVICE = "pimms_dlt_service"
+DLT_ORIGINAL_TOPIC = "pimms_dlt_original_topic"
+DLT_ORIGINAL_PARTITION = "pimms_dlt_original_partition"
+DLT_ORIGINAL_OFFSET = "pimms_dlt_original_offset"
+DLT_FAILED_AT = "pimms_dlt_failed_at"
+DLT_HEADERS = (
+    DLT_REASON,
+    DLT_ERROR,
+    DLT_SERVICE,
+    DLT_ORIGINAL_TOPIC,
+    DLT_ORIGINAL_PARTITION,
+    DLT_ORIGINAL_OFFSET,
+    DLT_FAILED_AT,
+)
+# Set by `pimms dead-letters replay` on a re-published message: the dead letter it comes from.
+REPLAY_OF = "pimms_replay_of"
+REPLAYED_AT = "pimms_replayed_at"
+OPS_REPLAYS = "pimms.ops.replays.v1"

@@ -116,3 +116,11 @@ async def wait_for_database(database: Database, *, attempts: int = 30, delay: fl
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(delay)
+
+
+def insert_ignoring_duplicates(database: Database, table: Any, *, index_elements: list[str]) -> Any:
+    """An INSERT that skips rows whose `index_elements` exist already (SQLite or PostgreSQL)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect: Any = sqlite if database.is_sqlite else postgresql
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 
 from sqlalchemy import exc as sa
 
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "53", "57P", "58")
+_CONNECTION_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+    }
+)
 _TRANSIENT_SQLITE_WORDS = ("locked", "busy", "unable to open", "disk i/o")
 
 
@@ -31,7 +44,10 @@ def is_transient(error: BaseException) -> bool:
         return isinstance(error, sa.InterfaceError)
     if isinstance(error, sa.TimeoutError | sa.DisconnectionError):
         return True
-    return isinstance(error, ConnectionError | TimeoutError | asyncio.TimeoutError | OSError)
+    # Connection failures, not every OSError: a full disk or a permission error will not pass.
+    return isinstance(error, ConnectionError | TimeoutError | asyncio.TimeoutError) or (
+        isinstance(error, OSError) and error.errno in _CONNECTION_ERRNOS
+    )
 
 
 def _sqlstate(error: sa.DBAPIError) -> str | None:

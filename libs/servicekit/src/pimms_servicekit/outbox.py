@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pimms_contracts.base import Event
 from pimms_contracts.envelope import Envelope, Headers
@@ -22,9 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from pimms_servicekit.clock import Clock
 from pimms_servicekit.db import RELAY_LOCK, Database
+from pimms_servicekit.hooks import HookCall, Hooks, Outcome
 from pimms_servicekit.logging import get_logger
 from pimms_servicekit.messages import encode, headers_from_json, headers_to_json, new_id
 from pimms_servicekit.tables import outbox
+
+if TYPE_CHECKING:
+    from pimms_servicekit.effects import UowFactory
 
 log = get_logger("pimms.outbox")
 
@@ -130,9 +133,6 @@ class Sender(Protocol):
         ...
 
 
-OnSentHook = Callable[[AsyncSession, OutboxBuffer, dict[str, Any], datetime], Awaitable[None]]
-
-
 @dataclass
 class RelayStats:
     """What the relay did, for health and benchmarks."""
@@ -157,7 +157,8 @@ class OutboxRelay:
         source: str,
         batch_size: int = 1000,
         poll_interval: float = 0.2,
-        hooks: dict[str, OnSentHook] | None = None,
+        hooks: Hooks[Any] | None = None,
+        make_uow: UowFactory | None = None,
     ) -> None:
         self.database = database
         self.sender = sender
@@ -165,7 +166,8 @@ class OutboxRelay:
         self.source = source
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.hooks = hooks or {}
+        self.hooks: Hooks[Any] = hooks or Hooks()
+        self.make_uow = make_uow
         self.stats = RelayStats()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -257,18 +259,21 @@ class OutboxRelay:
                     .where(outbox.c.id.in_(ids[start : start + 500]))
                     .values(sent_at=now)
                 )
-            follow_ups = OutboxBuffer(source=self.source, clock=self.clock)
-            for row in rows:
-                if row.on_sent:
-                    hook = self.hooks.get(row.on_sent.get("hook", ""))
-                    if hook is None:
-                        log.error(
-                            "outbox.unknown_hook", hook=row.on_sent.get("hook"), row_id=row.id
-                        )
-                        continue
-                    await hook(session, follow_ups, row.on_sent, now)
-            if await follow_ups.flush(session):
-                self._wake.set()
+            hooked = [r for r in rows if r.on_sent]
+            if not hooked:
+                return
+            if self.make_uow is None:
+                raise RuntimeError("outbox rows name hooks but the relay has no unit of work")
+            uow = self.make_uow(session)
+            for row in hooked:
+                await self.hooks.run(
+                    HookCall.from_json(row.on_sent), Outcome(delivered=True, at=now), uow
+                )
+            follow_ups = len(uow.outbox.rows)
+            await uow.flush()
+        uow.committed()
+        if follow_ups:
+            self._wake.set()
 
     async def _run(self) -> None:
         delay = self.poll_interval

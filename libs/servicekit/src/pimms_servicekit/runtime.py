@@ -8,15 +8,19 @@ import dataclasses
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit.clock import Clock, SystemClock
 from pimms_servicekit.db import Database, wait_for_database
+from pimms_servicekit.dead_letters import DeadLetter
+from pimms_servicekit.effects import Destination, EffectDispatcher
 from pimms_servicekit.health import Heartbeat
+from pimms_servicekit.hooks import Hooks
 from pimms_servicekit.kafka import (
     BrokerSender,
     KafkaSender,
@@ -25,23 +29,31 @@ from pimms_servicekit.kafka import (
     subscriber_options,
 )
 from pimms_servicekit.logging import configure_logging, get_logger
-from pimms_servicekit.outbox import OnSentHook, OutboxRelay, Sender
+from pimms_servicekit.outbox import OutboxRelay, Outgoing, Sender
 from pimms_servicekit.pipeline import BatchPipeline
+from pimms_servicekit.routing import Decoder, Handlers
 from pimms_servicekit.settings import ServiceSettings, SettingsError
+from pimms_servicekit.unit_of_work import UnitOfWork
 
 log = get_logger("pimms.runtime")
 
 Background = Callable[[], Awaitable[None]]
 
+R = TypeVar("R")
 
-class ServiceRuntime:
-    """Everything a service runs on; the service adds its routes, hooks and background jobs."""
+
+class ServiceRuntime(Generic[R]):
+    """Everything a service runs on; the service adds what it reads, its effects' destinations
+    and its background jobs."""
 
     def __init__(
         self,
         *,
         settings: ServiceSettings,
         migrations_dir: Path,
+        handlers: Handlers[R],
+        repositories: Callable[[AsyncSession], R],
+        hooks: Hooks[R] | None = None,
         clock: Clock | None = None,
         produces: Sequence[str] = (),
     ) -> None:
@@ -52,6 +64,16 @@ class ServiceRuntime:
         self.produces = list(produces)
         self.database = Database(settings.resolved_database_url())
         self.kafka_sender = KafkaSender(settings, client_id=f"pimms-{self.service}")
+        self.hooks: Hooks[R] = hooks or Hooks()
+        self.pipeline: BatchPipeline[R] = BatchPipeline(
+            service=self.service,
+            database=self.database,
+            clock=self.clock,
+            handlers=handlers,
+            repositories=repositories,
+            on_commit=self._committed,
+        )
+        self.pipeline.dead_letter_fallback = self._publish_dead_letter
         self.relay = OutboxRelay(
             database=self.database,
             sender=self.kafka_sender,
@@ -59,13 +81,10 @@ class ServiceRuntime:
             source=f"urn:pimms:{self.service}",
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval_s,
+            hooks=self.hooks,
+            make_uow=self.pipeline.unit_of_work,
         )
-        self.pipeline = BatchPipeline(
-            service=self.service,
-            database=self.database,
-            clock=self.clock,
-            on_commit=self.relay.notify,
-        )
+        self.dispatchers: dict[str, EffectDispatcher] = {}
         self.broker: KafkaBroker = make_broker(settings, client_id=f"pimms-{self.service}")
         self.heartbeat = Heartbeat(
             data_dir=settings.data_dir, service=self.service, details=self._details
@@ -74,9 +93,60 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
 
-    def on_sent(self, name: str, hook: OnSentHook) -> None:
-        """Run `hook` when an outbox row marked with this hook name has been published."""
-        self.relay.hooks[name] = hook
+    def consume(self, topic: str, decoder: Decoder) -> None:
+        """Read `topic` with `decoder`; its payloads go to the service's handlers."""
+        self.pipeline.consume(topic, decoder)
+
+    def deliver_to(self, destination: Destination, *, poll_interval: float | None = None) -> None:
+        """Effects named for `destination` are delivered by its own dispatcher, after commit."""
+        self.dispatchers[destination.name] = EffectDispatcher(
+            destination=destination,
+            database=self.database,
+            clock=self.clock,
+            hooks=self.hooks,
+            make_uow=self.pipeline.unit_of_work,
+            poll_interval=poll_interval or self.settings.relay_poll_interval_s,
+        )
+
+    async def in_unit_of_work(self, work: Callable[[UnitOfWork[R]], Awaitable[None]]) -> None:
+        """Run `work` (a timer, a file watcher, an HTTP request) in its own unit of work."""
+        async with self.database.transaction() as session:
+            uow = self.pipeline.unit_of_work(session)
+            uow.begin_hook(case_id=None, correlation_id=None)
+            try:
+                await work(uow)
+            finally:
+                uow.end_message()
+            await uow.flush()
+        uow.committed()
+        self._committed()
+
+    async def drain_effects(self) -> int:
+        """Deliver every due effect now (tests, tools); return how many were attempted."""
+        total = 0
+        for dispatcher in self.dispatchers.values():
+            while count := await dispatcher.deliver_due():
+                total += count
+        return total
+
+    def _committed(self) -> None:
+        self.relay.notify()
+        for dispatcher in self.dispatchers.values():
+            dispatcher.notify()
+
+    async def _publish_dead_letter(self, record: DeadLetter) -> None:
+        message = Outgoing(
+            id=0,
+            topic=record.topic,
+            key=record.key,
+            value=record.value,
+            headers=list(record.headers),
+        )
+        delivered, error = await self.kafka_sender.send([message])
+        if not delivered:
+            log.error(
+                "dead_letter.publish_failed", dlt_topic=record.topic, error=type(error).__name__
+            )
 
     def background(self, name: str, job: Background) -> None:
         """A long-running job (timers, file watchers) started with the service."""
@@ -148,6 +218,10 @@ class ServiceRuntime:
 
     async def _after_startup(self) -> None:
         self.relay.start()
+        for name, dispatcher in self.dispatchers.items():
+            self._tasks.append(
+                asyncio.create_task(_supervised(f"effects:{name}", dispatcher.run), name=name)
+            )
         self.heartbeat.start()
         for name, job in self._background:
             self._tasks.append(asyncio.create_task(_supervised(name, job), name=name))
@@ -176,6 +250,8 @@ class ServiceRuntime:
             "dead_lettered": self.pipeline.stats.dead_lettered,
             "published": self.relay.stats.published,
             "relay_leader": self.relay.stats.leader,
+            "pipeline_healthy": self.pipeline.retrier.healthy,
+            "effects": {name: dataclasses.asdict(d.stats) for name, d in self.dispatchers.items()},
         }
 
 

@@ -1,4 +1,4 @@
-"""Tables every service has: outbox, inbox, parked messages and trace keys.
+"""Tables every service has: outbox (Kafka messages, other effects), inbox, parking, trace keys.
 
 Each service's first migration creates them with `create_kit_tables()`; a later change to them is
 a new function here, called by a new migration in every service.
@@ -99,6 +99,25 @@ def _parked_columns() -> list[Any]:
     ]
 
 
+def _effect_columns() -> list[Any]:
+    return [
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("destination", String(100), nullable=False),
+        Column("idempotency_key", String(200), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("case_id", String(64), nullable=True),
+        Column("detail", String(500), nullable=True),
+        Column("hook", JSON, nullable=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("next_attempt_at", UTCDateTime, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("done_at", UTCDateTime, nullable=True),
+        Column("outcome", String(20), nullable=True),
+        Column("receipt", String(200), nullable=True),
+        Column("last_error", String(300), nullable=True),
+    ]
+
+
 def _trace_key_columns() -> list[Any]:
     return [
         Column("alias", String(200), primary_key=True),
@@ -113,6 +132,9 @@ inbox = Table("kit_inbox", kit_metadata, *_inbox_columns())
 Index("ix_kit_inbox_case", inbox.c.case_id)
 parked = Table("kit_parked", kit_metadata, *_parked_columns())
 Index("ix_kit_parked_key", parked.c.park_key)
+effects = Table("kit_effects", kit_metadata, *_effect_columns())
+Index("ix_kit_effects_due", effects.c.destination, effects.c.done_at, effects.c.next_attempt_at)
+Index("ix_kit_effects_case", effects.c.case_id)
 trace_keys = Table("kit_trace_keys", kit_metadata, *_trace_key_columns())
 Index("ix_kit_trace_keys_case", trace_keys.c.case_id)
 
@@ -128,6 +150,20 @@ def create_kit_tables(op: Any) -> None:
     op.create_index("ix_kit_parked_key", "kit_parked", ["park_key"])
     op.create_table("kit_trace_keys", *_trace_key_columns())
     op.create_index("ix_kit_trace_keys_case", "kit_trace_keys", ["case_id"])
+
+
+def create_kit_effects(op: Any) -> None:
+    """Alembic migration step (kit version 2): outbox rows for effects other than Kafka messages."""
+    op.create_table("kit_effects", *_effect_columns())
+    op.create_index(
+        "ix_kit_effects_due", "kit_effects", ["destination", "done_at", "next_attempt_at"]
+    )
+    op.create_index("ix_kit_effects_case", "kit_effects", ["case_id"])
+
+
+def drop_kit_effects(op: Any) -> None:
+    """Alembic downgrade step for `create_kit_effects`."""
+    op.drop_table("kit_effects")
 
 
 def drop_kit_tables(op: Any) -> None:

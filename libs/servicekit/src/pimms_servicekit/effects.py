@@ -1,0 +1,401 @@
+"""Effects other than Kafka messages (an SMS, an e-mail, a partner's webhook call or file), after
+the commit: each is an outbox row naming its destination, delivered by that destination's
+dispatcher with its own retry policy.
+
+A dispatcher claims the due rows of its destination, delivers them concurrently (bounded) outside
+any transaction, and records each outcome: delivered (its `delivered` hook runs), a transient
+failure (tried again later with exponential backoff and jitter, durably: the next attempt time is
+in the row, so a restart continues the schedule), or a permanent failure or the attempt cap (its
+`failed` hook runs). Every destination has its own loop, so one partner or provider being down
+never slows the others. Deliveries carry an idempotency key: a re-delivery after a crash between
+the delivery and its recording is harmless at the receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pimms_servicekit.clock import Clock
+from pimms_servicekit.hooks import HookCall, Hooks, Outcome
+from pimms_servicekit.logging import get_logger, scrub_text
+from pimms_servicekit.storage import storable_text
+from pimms_servicekit.tables import effects
+
+if TYPE_CHECKING:
+    from pimms_servicekit.db import Database
+    from pimms_servicekit.unit_of_work import UnitOfWork
+
+log = get_logger("pimms.effects")
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """One effect to deliver."""
+
+    id: int
+    destination: str
+    idempotency_key: str
+    payload: bytes
+    case_id: str | None
+    attempts: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """The receiver has it (`receipt`: its reference, e.g. the SMS provider's message id)."""
+
+    receipt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """A failure that may pass (5xx, timeout, connection refused): try again later."""
+
+    reason: str
+    after: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A failure that retrying cannot fix (4xx other than 429, a refused address)."""
+
+    reason: str
+
+
+DeliveryResult = Delivered | RetryLater | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long a destination is retried."""
+
+    first_delay: timedelta = timedelta(seconds=1)
+    max_delay: timedelta = timedelta(minutes=10)
+    max_attempts: int = 10
+    give_up_after: timedelta | None = None
+    concurrency: int = 8
+    attempt_timeout: float = 30.0
+    jitter: float = 0.2
+
+    def delay(self, attempts: int, rng: random.Random) -> timedelta:
+        """The wait before attempt `attempts + 1` (exponential, capped, with jitter)."""
+        base = min(self.first_delay * (2 ** max(attempts - 1, 0)), self.max_delay)
+        spread = base.total_seconds() * self.jitter
+        return timedelta(seconds=max(base.total_seconds() + rng.uniform(-spread, spread), 0.0))
+
+
+class Destination(Protocol):
+    """Where effects go: a notification channel, a partner's endpoint or folder."""
+
+    @property
+    def name(self) -> str:
+        """The destination name stored in outbox rows (e.g. `sms`, `partner:sncf`)."""
+        ...
+
+    @property
+    def policy(self) -> RetryPolicy:
+        """Its retry policy."""
+        ...
+
+    async def deliver(self, effect: Effect) -> DeliveryResult:
+        """Deliver one effect; never raise for a receiver's refusal, return `Failed`."""
+        ...
+
+
+class EffectBuffer:
+    """Effect rows to add in the current transaction."""
+
+    def __init__(self, *, clock: Clock) -> None:
+        self.clock = clock
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        *,
+        destination: str,
+        idempotency_key: str,
+        payload: bytes,
+        case_id: str | None,
+        detail: str | None,
+        hook: dict[str, Any] | None,
+        not_before: datetime | None,
+    ) -> None:
+        """Queue an effect, due now or at `not_before`."""
+        now = self.clock.now()
+        self.rows.append(
+            {
+                "destination": destination,
+                "idempotency_key": storable_text(idempotency_key, limit=200),
+                "payload": payload,
+                "case_id": case_id,
+                "detail": storable_text(detail, limit=500),
+                "hook": hook,
+                "attempts": 0,
+                "next_attempt_at": max(not_before, now) if not_before else now,
+                "created_at": now,
+            }
+        )
+
+    async def flush(self, session: AsyncSession) -> int:
+        """Insert the queued rows; return how many."""
+        count = len(self.rows)
+        if self.rows:
+            await session.execute(insert(effects), self.rows)
+            self.rows = []
+        return count
+
+
+@dataclass
+class DispatchStats:
+    """What a dispatcher did."""
+
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    in_flight: int = 0
+
+
+UowFactory = Callable[[AsyncSession], "UnitOfWork[Any]"]
+
+
+class EffectDispatcher:
+    """Delivers one destination's effects after their commit."""
+
+    def __init__(
+        self,
+        *,
+        destination: Destination,
+        database: Database,
+        clock: Clock,
+        hooks: Hooks[Any],
+        make_uow: UowFactory,
+        poll_interval: float = 0.2,
+        lease: timedelta = timedelta(minutes=2),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.destination = destination
+        self.database = database
+        self.clock = clock
+        self.hooks = hooks
+        self.make_uow = make_uow
+        self.poll_interval = poll_interval
+        self.lease = lease
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self.stats = DispatchStats()
+        self._wake = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        """The destination's name."""
+        return self.destination.name
+
+    def notify(self) -> None:
+        """New effects were committed: look soon."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver due effects until cancelled."""
+        delay = self.poll_interval
+        while True:
+            try:
+                count = await self.deliver_due()
+                delay = self.poll_interval
+                if count:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "effects.dispatch_failed",
+                    destination=self.name,
+                    error=type(exc).__name__,
+                    detail=scrub_text(str(exc))[:300],
+                    retry_in_s=round(delay, 2),
+                )
+                delay = min(delay * 2, 10.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            self._wake.clear()
+
+    async def deliver_due(self, *, limit: int | None = None) -> int:
+        """Claim, deliver and record the effects due now; return how many were attempted."""
+        batch = await self._claim(limit or self.destination.policy.concurrency * 4)
+        if not batch:
+            return 0
+        semaphore = asyncio.Semaphore(self.destination.policy.concurrency)
+
+        async def one(effect: Effect) -> tuple[Effect, DeliveryResult]:
+            async with semaphore:
+                return effect, await self._attempt(effect)
+
+        self.stats.in_flight += len(batch)
+        try:
+            results = await asyncio.gather(*(one(e) for e in batch))
+        finally:
+            self.stats.in_flight -= len(batch)
+        await self._record(results)
+        return len(batch)
+
+    async def _attempt(self, effect: Effect) -> DeliveryResult:
+        policy = self.destination.policy
+        try:
+            return await asyncio.wait_for(
+                self.destination.deliver(effect), timeout=policy.attempt_timeout
+            )
+        except TimeoutError:
+            return RetryLater(reason="timeout")
+        except Exception as exc:  # a bug or an unexpected error of the channel: retry, say so
+            log.error(
+                "effects.delivery_error",
+                destination=self.name,
+                effect_id=effect.id,
+                error=type(exc).__name__,
+                detail=scrub_text(str(exc))[:300],
+            )
+            return RetryLater(reason=f"error:{type(exc).__name__}")
+
+    async def _claim(self, limit: int) -> list[Effect]:
+        now = self.clock.now()
+        async with self.database.transaction() as session:
+            query = (
+                select(effects)
+                .where(
+                    effects.c.destination == self.name,
+                    effects.c.done_at.is_(None),
+                    effects.c.next_attempt_at <= now,
+                )
+                .order_by(effects.c.id)
+                .limit(limit)
+            )
+            if not self.database.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).all()
+            if not rows:
+                return []
+            # The lease: another instance (or this one after a crash) takes it back when it ends.
+            await session.execute(
+                update(effects)
+                .where(effects.c.id.in_([r.id for r in rows]))
+                .values(next_attempt_at=now + self.lease)
+            )
+        return [
+            Effect(
+                id=r.id,
+                destination=r.destination,
+                idempotency_key=r.idempotency_key,
+                payload=r.payload,
+                case_id=r.case_id,
+                attempts=r.attempts,
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
+
+    async def _record(self, results: Sequence[tuple[Effect, DeliveryResult]]) -> None:
+        now = self.clock.now()
+        policy = self.destination.policy
+        async with self.database.transaction() as session:
+            uow = self.make_uow(session)
+            hooks_rows = {
+                r.id: r.hook
+                for r in await session.execute(
+                    select(effects.c.id, effects.c.hook).where(
+                        effects.c.id.in_([e.id for e, _ in results])
+                    )
+                )
+            }
+            for effect, result in results:
+                attempts = effect.attempts + 1
+                if isinstance(result, RetryLater):
+                    too_old = (
+                        policy.give_up_after is not None
+                        and now - effect.created_at >= policy.give_up_after
+                    )
+                    if attempts < policy.max_attempts and not too_old:
+                        wait = result.after or policy.delay(attempts, self.rng)
+                        await session.execute(
+                            update(effects)
+                            .where(effects.c.id == effect.id)
+                            .values(
+                                attempts=attempts,
+                                next_attempt_at=now + wait,
+                                last_error=storable_text(result.reason, limit=300),
+                            )
+                        )
+                        self.stats.retried += 1
+                        uow.log(
+                            "effect.retry_scheduled",
+                            level="warning",
+                            destination=self.name,
+                            effect_id=effect.id,
+                            case_id=effect.case_id,
+                            attempts=attempts,
+                            reason=result.reason,
+                            retry_in_s=round(wait.total_seconds(), 1),
+                        )
+                        continue
+                    final: DeliveryResult = Failed(reason=f"gave_up:{result.reason}")
+                else:
+                    final = result
+                delivered = isinstance(final, Delivered)
+                receipt = final.receipt if isinstance(final, Delivered) else None
+                reason = final.reason if isinstance(final, Failed) else None
+                await session.execute(
+                    update(effects)
+                    .where(effects.c.id == effect.id)
+                    .values(
+                        attempts=attempts,
+                        done_at=now,
+                        outcome="delivered" if delivered else "failed",
+                        receipt=storable_text(receipt, limit=200),
+                        last_error=storable_text(reason, limit=300),
+                    )
+                )
+                if delivered:
+                    self.stats.delivered += 1
+                else:
+                    self.stats.failed += 1
+                    uow.log(
+                        "effect.failed",
+                        level="warning",
+                        destination=self.name,
+                        effect_id=effect.id,
+                        case_id=effect.case_id,
+                        attempts=attempts,
+                        reason=reason,
+                    )
+                stored = hooks_rows.get(effect.id)
+                if stored:
+                    outcome = Outcome(
+                        delivered=delivered,
+                        at=now,
+                        attempts=attempts,
+                        receipt=receipt,
+                        reason=reason,
+                    )
+                    await self.hooks.run(HookCall.from_json(stored), outcome, uow)
+            await uow.flush()
+        uow.committed()
+
+
+async def effects_backlog(session: AsyncSession) -> int:
+    """How many effects wait for delivery (for health and metrics)."""
+    from sqlalchemy import func
+
+    return int(
+        (
+            await session.execute(
+                select(func.count()).select_from(effects).where(effects.c.done_at.is_(None))
+            )
+        ).scalar_one()
+    )
