@@ -5,52 +5,74 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.db import Database
+from pimms_servicekit.hooks import Hook, Hooks, Outcome
 from pimms_servicekit.messages import BadMessage, Incoming, parse_json
 from pimms_servicekit.outbox import OutboxBuffer, OutboxRelay, Outgoing
-from pimms_servicekit.pipeline import BatchPipeline, Decoded, MessageContext
+from pimms_servicekit.pipeline import BatchPipeline
+from pimms_servicekit.routing import Decoded, Handlers
 from pimms_servicekit.tables import inbox, kit_metadata, outbox, parked
+from pimms_servicekit.unit_of_work import UnitOfWork
 from sqlalchemy import Column, MetaData, String, Table, func, insert, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 effects_metadata = MetaData()
 effects = Table("effects", effects_metadata, Column("id", String(50), primary_key=True))
 
 
+class NoteRepos:
+    """The test service's repositories: one table of effects."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.prefetched: list[int] = []
+
+    async def prefetch(self, payloads: Sequence[object]) -> None:
+        self.prefetched.append(len(payloads))
+
+    async def add(self, effect_id: str) -> None:
+        await self.session.execute(insert(effects).values(id=effect_id))
+
+
+class Note(dict[str, Any]):
+    """A decoded test message: its fields say what to do."""
+
+
 class Notes:
-    """A route that records an effect per message; its payloads say what to do."""
+    """A decoder and a handler that record an effect per message."""
 
     def __init__(self) -> None:
         self.fail_once: set[str] = set()
+        self.handles: Handlers[NoteRepos] = Handlers()
+        self.handles(Note)(self.handle)
 
-    def decode(self, incoming: Incoming) -> Decoded[dict[str, Any]] | None:
+    def __call__(self, incoming: Incoming) -> Decoded[Note] | None:
         data = parse_json(incoming.value)
         if not isinstance(data, dict):
             raise BadMessage("schema_invalid", "not an object")
         if data.get("ignore"):
             return None
-        return Decoded(payload=data, case_id=data.get("case"), event_type="note")
+        return Decoded(payload=Note(data), case_id=data.get("case"), event_type="note")
 
-    async def handle(self, message: Decoded[dict[str, Any]], ctx: MessageContext) -> None:
-        data = message.payload
+    async def handle(self, data: Note, uow: UnitOfWork[NoteRepos]) -> None:
         if data.get("flaky") and data["id"] in self.fail_once:
             self.fail_once.discard(data["id"])
             raise OperationalError("SELECT 1", {}, Exception("database is locked"))
         if data.get("crash"):
-            await ctx.session.execute(insert(effects).values(id=data["id"]))
+            await uow.repos.add(data["id"])
             raise RuntimeError("a bug in this handler")
         if data.get("needs") == "profile":
-            await ctx.park(key=data["case"], reason="waiting for the profile")
+            await uow.park(key=data["case"], reason="waiting for the profile")
             return
-        await ctx.session.execute(insert(effects).values(id=data["id"]))
+        await uow.repos.add(data["id"])
         if data.get("profile"):
-            await ctx.replay(await ctx.unpark(key=data["case"]))
-        ctx.emit_marker = True  # type: ignore[attr-defined]
-        ctx.send_raw(topic="out", key=data["id"], value=b"done", event_type="note.done")
+            await uow.release(key=data["case"])
+        uow.publish(topic="out", key=data["id"], value=b"done", event_type="note.done")
 
 
 def record(value: Any, *, offset: int, ce_id: str | None = None, topic: str = "in") -> Incoming:
@@ -83,9 +105,15 @@ def notes() -> Notes:
 
 
 @pytest.fixture
-def pipeline(database: Database, notes: Notes) -> BatchPipeline:
-    pipe = BatchPipeline(service="test", database=database, clock=ManualClock())
-    pipe.route("in", notes)
+def pipeline(database: Database, notes: Notes) -> BatchPipeline[NoteRepos]:
+    pipe = BatchPipeline(
+        service="test",
+        database=database,
+        clock=ManualClock(),
+        handlers=notes.handles,
+        repositories=NoteRepos,
+    )
+    pipe.consume("in", notes)
     return pipe
 
 
@@ -100,7 +128,7 @@ async def outbox_rows(database: Database) -> list[Any]:
 
 
 async def test_a_batch_commits_together_and_bad_input_is_dead_lettered(
-    pipeline: BatchPipeline, database: Database
+    pipeline: BatchPipeline[NoteRepos], database: Database
 ) -> None:
     await pipeline.process_incoming(
         [
@@ -120,7 +148,7 @@ async def test_a_batch_commits_together_and_bad_input_is_dead_lettered(
 
 
 async def test_dead_letters_keep_the_original_and_say_why(
-    pipeline: BatchPipeline, database: Database
+    pipeline: BatchPipeline[NoteRepos], database: Database
 ) -> None:
     await pipeline.process_incoming([record(b"{oops", offset=7, ce_id="x")])
     relay_rows: list[Outgoing] = []
@@ -144,7 +172,7 @@ async def test_dead_letters_keep_the_original_and_say_why(
 
 
 async def test_a_redelivered_message_has_no_second_effect(
-    pipeline: BatchPipeline, database: Database
+    pipeline: BatchPipeline[NoteRepos], database: Database
 ) -> None:
     await pipeline.process_incoming([record({"id": "a"}, offset=0, ce_id="1")])
     await pipeline.process_incoming(
@@ -156,7 +184,7 @@ async def test_a_redelivered_message_has_no_second_effect(
 
 
 async def test_a_poison_message_is_isolated_and_the_others_still_commit(
-    pipeline: BatchPipeline, database: Database
+    pipeline: BatchPipeline[NoteRepos], database: Database
 ) -> None:
     await pipeline.process(
         [
@@ -175,17 +203,17 @@ async def test_a_poison_message_is_isolated_and_the_others_still_commit(
 
 
 async def test_a_transient_database_failure_is_retried_not_dead_lettered(
-    pipeline: BatchPipeline, database: Database, notes: Notes
+    pipeline: BatchPipeline[NoteRepos], database: Database, notes: Notes
 ) -> None:
     notes.fail_once.add("f")
     await pipeline.process_incoming([record({"id": "f", "flaky": True}, offset=0, ce_id="1")])
     assert await effect_ids(database) == ["f"]
-    assert pipeline.stats.transient_failures == 1
+    assert pipeline.retrier.transient_failures == 1
     assert [r for r in await outbox_rows(database) if r.topic == "in.dlt"] == []
 
 
 async def test_a_parked_message_is_replayed_when_what_it_needs_arrives(
-    pipeline: BatchPipeline, database: Database
+    pipeline: BatchPipeline[NoteRepos], database: Database
 ) -> None:
     await pipeline.process_incoming(
         [record({"id": "early", "case": "c1", "needs": "profile"}, offset=0, ce_id="1")]
@@ -206,7 +234,9 @@ async def test_a_parked_message_is_replayed_when_what_it_needs_arrives(
     assert outcome == "parked"
 
 
-async def test_messages_for_no_one_are_ignored(pipeline: BatchPipeline, database: Database) -> None:
+async def test_messages_for_no_one_are_ignored(
+    pipeline: BatchPipeline[NoteRepos], database: Database
+) -> None:
     await pipeline.process_incoming([record({"ignore": True}, offset=0, ce_id="1")])
     assert await outbox_rows(database) == []
 
@@ -244,37 +274,47 @@ async def test_the_relay_publishes_in_order_and_resumes_after_a_failure(database
     assert all(r.sent_at is not None for r in await outbox_rows(database))
 
 
-async def test_on_sent_hooks_run_when_the_row_is_published(database: Database) -> None:
+class Delivered(Hook):
+    name: ClassVar[str] = "delivered"
+    referral: str
+
+
+async def test_typed_hooks_run_when_the_row_is_published(database: Database) -> None:
     clock = ManualClock()
+    hooks: Hooks[NoteRepos] = Hooks()
+    seen: list[tuple[str, bool]] = []
+
+    @hooks.delivered(Delivered)
+    async def delivered(data: Delivered, outcome: Outcome, uow: UnitOfWork[NoteRepos]) -> None:
+        seen.append((data.referral, outcome.delivered))
+        uow.publish(topic="reports", key="c1", value=b"delivered", event_type="d")
+
+    pipe: BatchPipeline[NoteRepos] = BatchPipeline(
+        service="t", database=database, clock=clock, handlers=Handlers(), repositories=NoteRepos
+    )
     async with database.transaction() as session:
-        buffer = OutboxBuffer(source="t", clock=clock)
-        buffer.raw(
+        uow = pipe.unit_of_work(session)
+        uow.begin_hook(case_id="c1", correlation_id="corr")
+        uow.publish(
             topic="partner",
             key="r1",
             value=b"payload",
-            case_id="c1",
             event_type="p",
-            on_sent={"hook": "delivered", "referral": "r1"},
+            hook=Delivered(referral="r1"),
         )
-        await buffer.flush(session)
-    seen: list[dict[str, Any]] = []
-
-    async def delivered(
-        session: Any, follow_ups: OutboxBuffer, data: dict[str, Any], at: Any
-    ) -> None:
-        seen.append(data)
-        follow_ups.raw(topic="reports", key="c1", value=b"delivered", case_id="c1", event_type="d")
-
+        uow.end_message()
+        await uow.flush()
     sent: list[Outgoing] = []
     relay = OutboxRelay(
         database=database,
         sender=_Collect(sent),
         clock=clock,
         source="t",
-        hooks={"delivered": delivered},
+        hooks=hooks,
+        make_uow=pipe.unit_of_work,
     )
     await relay.drain()
-    assert seen == [{"hook": "delivered", "referral": "r1"}]
+    assert seen == [("r1", True)]
     assert [m.topic for m in sent] == ["partner", "reports"]
 
 
@@ -295,3 +335,61 @@ def _consumer_record(value: Any, offset: int, ce_id: str) -> Any:
         serialized_value_size=len(body),
         headers=[("ce_id", ce_id.encode())],
     )
+
+
+async def test_hostile_ids_and_headers_never_stall_the_batch(
+    pipeline: BatchPipeline[NoteRepos], database: Database
+) -> None:
+    """A NUL byte (PostgreSQL refuses it in text) in the ce_id, a huge id, bad UTF-8 headers."""
+    hostile = [
+        record({"id": "nul"}, offset=0, ce_id="id-with-\x00-nul"),
+        record({"id": "long"}, offset=1, ce_id="x" * 5000),
+        Incoming(
+            topic="in",
+            partition=0,
+            offset=2,
+            key=b"\x00\xff",
+            value=b"\x00not json",
+            headers=(("ce_id", b"\xff\xfe\x00"), ("ce_type", b"\x00\x01")),
+            timestamp_ms=0,
+        ),
+        record({"id": "after"}, offset=3, ce_id="ok-1"),
+    ]
+    await pipeline.process_incoming(hostile)
+    await pipeline.process_incoming(hostile)  # redelivered: recognised, no second effect
+    assert await effect_ids(database) == ["after", "long", "nul"]
+    dead = [r for r in await outbox_rows(database) if r.topic == "in.dlt"]
+    assert len(dead) == 1
+    assert pipeline.stats.isolated_batches == 0
+    async with database.sessions() as session:
+        stored = sorted((await session.execute(select(inbox.c.message_id))).scalars())
+    assert all("\x00" not in m and len(m) <= 300 for m in stored)
+    assert sum(m.startswith("sha256:") for m in stored) == 2
+
+
+async def test_a_replayed_dead_letter_is_processed_once(
+    pipeline: BatchPipeline[NoteRepos], database: Database, notes: Notes
+) -> None:
+    # First seen while a bug made it crash: dead-lettered.
+    await pipeline.process_incoming([record({"id": "r", "crash": True}, offset=0, ce_id="m1")])
+    assert await effect_ids(database) == []
+    fixed = record({"id": "r"}, offset=5, ce_id="m1")
+    replay = Incoming(
+        topic=fixed.topic,
+        partition=0,
+        offset=9,
+        key=fixed.key,
+        value=fixed.value,
+        headers=(*fixed.headers, ("pimms_replay_of", b"in.dlt:0:0")),
+        timestamp_ms=0,
+    )
+    await pipeline.process_incoming([fixed])  # a plain redelivery stays a duplicate
+    assert await effect_ids(database) == []
+    await pipeline.process_incoming([replay])
+    await pipeline.process_incoming([replay])  # replaying twice has one effect
+    assert await effect_ids(database) == ["r"]
+    async with database.sessions() as session:
+        outcome = (
+            await session.execute(select(inbox.c.outcome).where(inbox.c.message_id == "m1"))
+        ).scalar_one()
+    assert outcome == "handled"

@@ -8,11 +8,12 @@ from faststream import FastStream
 from pimms_contracts import topics
 from pimms_contracts.v1.lifecycle import CaseClosed
 from pimms_servicekit.clock import Clock
-from pimms_servicekit.pipeline import EventRoute
+from pimms_servicekit.routing import EventDecoder
 from pimms_servicekit.runtime import ServiceRuntime
 
 from pimms_intake import handlers
-from pimms_intake.adapters.frontoffice import FrontOfficeRoute
+from pimms_intake.adapters.frontoffice import FrontOfficeDecoder
+from pimms_intake.adapters.repository import IntakeRepository
 from pimms_intake.settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -20,16 +21,18 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 def build_runtime(
     settings: IntakeSettings | None = None, *, clock: Clock | None = None
-) -> ServiceRuntime:
-    """Intake's runtime with its routes (tests use it directly)."""
+) -> ServiceRuntime[IntakeRepository]:
+    """Intake's runtime with what it reads (tests use it directly)."""
     runtime = ServiceRuntime(
         settings=settings or IntakeSettings.load(),
         migrations_dir=MIGRATIONS,
+        handlers=handlers.handles,
+        repositories=IntakeRepository,
         clock=clock,
         produces=[topics.INTAKE_FEEDBACK, topics.INTAKE_CASES],
     )
-    runtime.pipeline.route(topics.INTAKE_NEEDS, FrontOfficeRoute())
-    runtime.pipeline.route(topics.CASES, EventRoute({CaseClosed: handlers.close_case}))
+    runtime.consume(topics.INTAKE_NEEDS, FrontOfficeDecoder())
+    runtime.consume(topics.CASES, EventDecoder(CaseClosed))
     return runtime
 
 

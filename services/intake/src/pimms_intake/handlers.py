@@ -19,9 +19,10 @@ from pimms_contracts.v1.frontoffice import (
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeCaseWithdrawn, IntakeDocumentsAdded
 from pimms_contracts.v1.lifecycle import CaseClosed
 from pimms_servicekit.clock import paris_time
-from pimms_servicekit.pipeline import MessageContext
+from pimms_servicekit.routing import Handlers
+from pimms_servicekit.unit_of_work import UnitOfWork
 
-from pimms_intake.adapters.repository import IntakeUnitOfWork
+from pimms_intake.adapters.repository import IntakeRepository
 from pimms_intake.domain.cases import (
     CaseSnapshot,
     CaseStatus,
@@ -34,19 +35,23 @@ from pimms_intake.domain.cases import (
 from pimms_intake.domain.references import format_reference, reference_prefix
 from pimms_intake.domain.validation import Invalid
 
+Uow = UnitOfWork[IntakeRepository]
+handles: Handlers[IntakeRepository] = Handlers()
 
-async def submit_need(need: NeedSubmitted, ctx: MessageContext) -> None:
+
+@handles(NeedSubmitted)
+async def submit_need(need: NeedSubmitted, uow: Uow) -> None:
     """A tool submits a need: open a case and answer, or give the same answer again, or refuse."""
-    repo = IntakeUnitOfWork.of(ctx.scope)
+    repo = uow.repos
     submission_id = str(need.submission_id)
     existing = await repo.case_by_submission(submission_id)
     digest = fingerprint(need)
     decision = decide_submission(existing, digest)
     if existing is not None:
-        ctx.set_case(existing.case_id, correlation_id=existing.correlation_id)
+        uow.about_case(existing.case_id, correlation_id=existing.correlation_id)
     if decision == "conflict":
         await _refuse(
-            ctx,
+            uow,
             repo,
             submission_id,
             (
@@ -65,31 +70,31 @@ async def submit_need(need: NeedSubmitted, ctx: MessageContext) -> None:
     if decision == "repeat":
         assert existing is not None
         _answer_accepted(
-            ctx, existing.case_id, existing.case_reference, existing.accepted_at, submission_id
+            uow, existing.case_id, existing.case_reference, existing.accepted_at, submission_id
         )
-        ctx.log("need.repeated", case_reference=existing.case_reference)
+        uow.log("need.repeated", case_reference=existing.case_reference)
         return
 
-    accepted_at = ctx.now()
+    accepted_at = uow.now()
     prefix = reference_prefix(need.site_id)
     year = paris_time(accepted_at).year
     number = await repo.next_reference_number(f"{prefix}-{year}")
     case_reference = format_reference(prefix, year, number)
     case_id = str(uuid4())
-    ctx.set_case(case_id)
+    uow.about_case(case_id)
     visitor = shared_visitor(need)
     repo.add_case(
         need=need,
         case_id=case_id,
         case_reference=case_reference,
         fingerprint=digest,
-        correlation_id=ctx.correlation_id,
+        correlation_id=uow.correlation_id,
         accepted_at=accepted_at,
         language=visitor.language,
     )
-    ctx.alias(submission_id)
-    ctx.alias(case_reference)
-    ctx.emit(
+    uow.alias(submission_id)
+    uow.alias(case_reference)
+    uow.emit(
         IntakeCaseOpened(
             case_id=UUID(case_id),
             case_reference=case_reference,
@@ -106,8 +111,8 @@ async def submit_need(need: NeedSubmitted, ctx: MessageContext) -> None:
         key=case_id,
         detail=f"{need.need.category} at {need.site_id}",
     )
-    _answer_accepted(ctx, case_id, case_reference, accepted_at, submission_id)
-    ctx.log(
+    _answer_accepted(uow, case_id, case_reference, accepted_at, submission_id)
+    uow.log(
         "case.opened",
         case_reference=case_reference,
         category=need.need.category,
@@ -115,27 +120,29 @@ async def submit_need(need: NeedSubmitted, ctx: MessageContext) -> None:
     )
 
 
-async def refuse_invalid(invalid: Invalid, ctx: MessageContext) -> None:
+@handles(Invalid)
+async def refuse_invalid(invalid: Invalid, uow: Uow) -> None:
     """A message tied to a submission id but invalid: tell the tool why, field by field."""
-    repo = IntakeUnitOfWork.of(ctx.scope)
-    await _refuse(ctx, repo, invalid.submission_id, invalid.errors)
+    repo = uow.repos
+    await _refuse(uow, repo, invalid.submission_id, invalid.errors)
     if invalid.malformed:
-        ctx.dead_letter(
+        uow.dead_letter(
             reason="schema_invalid",
             error="; ".join(f"{e.field or '(message)'}: {e.code}" for e in invalid.errors)[:900],
         )
 
 
-async def add_documents(command: NeedDocumentsAdded, ctx: MessageContext) -> None:
+@handles(NeedDocumentsAdded)
+async def add_documents(command: NeedDocumentsAdded, uow: Uow) -> None:
     """The visitor brought more documents: held referrals may go on."""
-    repo = IntakeUnitOfWork.of(ctx.scope)
+    repo = uow.repos
     submission_id = str(command.submission_id)
-    case = await _known_case(ctx, repo, submission_id)
+    case = await _known_case(uow, repo, submission_id)
     if case is None:
         return
     if case.status is not CaseStatus.OPEN:
         await _refuse(
-            ctx,
+            uow,
             repo,
             submission_id,
             (
@@ -152,7 +159,7 @@ async def add_documents(command: NeedDocumentsAdded, ctx: MessageContext) -> Non
         return
     documents = merge_documents(case.documents, command.documents)
     repo.set_documents(case, documents)
-    ctx.emit(
+    uow.emit(
         IntakeDocumentsAdded(
             case_id=UUID(case.case_id),
             case_reference=case.case_reference,
@@ -163,22 +170,23 @@ async def add_documents(command: NeedDocumentsAdded, ctx: MessageContext) -> Non
         topic=topics.INTAKE_CASES,
         key=case.case_id,
     )
-    _acknowledge(ctx, case, submission_id, "documents_added")
-    ctx.log(
+    _acknowledge(uow, case, submission_id, "documents_added")
+    uow.log(
         "case.documents_added", case_reference=case.case_reference, added=list(command.documents)
     )
 
 
-async def withdraw_need(command: NeedWithdrawn, ctx: MessageContext) -> None:
+@handles(NeedWithdrawn)
+async def withdraw_need(command: NeedWithdrawn, uow: Uow) -> None:
     """The tool withdraws the need: referrals are cancelled and the case closes (via referrals)."""
-    repo = IntakeUnitOfWork.of(ctx.scope)
+    repo = uow.repos
     submission_id = str(command.submission_id)
-    case = await _known_case(ctx, repo, submission_id)
+    case = await _known_case(uow, repo, submission_id)
     if case is None:
         return
     if case.status is CaseStatus.OPEN:
-        repo.mark_withdrawn(case, reason=command.reason, at=ctx.now())
-        ctx.emit(
+        repo.mark_withdrawn(case, reason=command.reason, at=uow.now())
+        uow.emit(
             IntakeCaseWithdrawn(
                 case_id=UUID(case.case_id),
                 case_reference=case.case_reference,
@@ -189,24 +197,23 @@ async def withdraw_need(command: NeedWithdrawn, ctx: MessageContext) -> None:
             key=case.case_id,
             detail=command.reason,
         )
-        ctx.log("case.withdrawn", case_reference=case.case_reference, reason=command.reason)
-    _acknowledge(ctx, case, submission_id, "withdrawn")
+        uow.log("case.withdrawn", case_reference=case.case_reference, reason=command.reason)
+    _acknowledge(uow, case, submission_id, "withdrawn")
 
 
-async def close_case(event: CaseClosed, ctx: MessageContext) -> None:
+@handles(CaseClosed)
+async def close_case(event: CaseClosed, uow: Uow) -> None:
     """Referrals closed the case: documents can no longer be added to it."""
-    repo = IntakeUnitOfWork.of(ctx.scope)
+    repo = uow.repos
     repo.mark_closed(str(event.case_id), at=event.occurred_at)
-    ctx.log("case.closed", case_reference=event.case_reference, outcome=event.outcome)
+    uow.log("case.closed", case_reference=event.case_reference, outcome=event.outcome)
 
 
-async def _known_case(
-    ctx: MessageContext, repo: IntakeUnitOfWork, submission_id: str
-) -> CaseSnapshot | None:
+async def _known_case(uow: Uow, repo: IntakeRepository, submission_id: str) -> CaseSnapshot | None:
     case = await repo.case_by_submission(submission_id)
     if case is None:
         await _refuse(
-            ctx,
+            uow,
             repo,
             submission_id,
             (
@@ -221,18 +228,18 @@ async def _known_case(
             ),
         )
         return None
-    ctx.set_case(case.case_id, correlation_id=case.correlation_id)
+    uow.about_case(case.case_id, correlation_id=case.correlation_id)
     return case
 
 
 def _answer_accepted(
-    ctx: MessageContext,
+    uow: Uow,
     case_id: str,
     case_reference: str,
     accepted_at: datetime,
     submission_id: str,
 ) -> None:
-    ctx.emit(
+    uow.emit(
         NeedAccepted(
             submission_id=submission_id,
             case_id=UUID(case_id),
@@ -245,18 +252,18 @@ def _answer_accepted(
 
 
 def _acknowledge(
-    ctx: MessageContext,
+    uow: Uow,
     case: CaseSnapshot,
     submission_id: str,
     what: Literal["documents_added", "withdrawn"],
 ) -> None:
-    ctx.emit(
+    uow.emit(
         NeedAcknowledged(
             submission_id=submission_id,
             case_id=UUID(case.case_id),
             case_reference=case.case_reference,
             acknowledged=what,
-            acknowledged_at=ctx.now(),
+            acknowledged_at=uow.now(),
         ),
         topic=topics.INTAKE_FEEDBACK,
         key=submission_id,
@@ -264,19 +271,19 @@ def _acknowledge(
 
 
 async def _refuse(
-    ctx: MessageContext, repo: IntakeUnitOfWork, submission_id: str, errors: tuple[FieldError, ...]
+    uow: Uow, repo: IntakeRepository, submission_id: str, errors: tuple[FieldError, ...]
 ) -> None:
-    now = ctx.now()
-    ctx.emit(
+    now = uow.now()
+    uow.emit(
         NeedRejected(submission_id=submission_id, rejected_at=now, errors=errors),
         topic=topics.INTAKE_FEEDBACK,
         key=submission_id,
         detail=",".join(e.code for e in errors),
     )
     repo.record_rejection(
-        message_id=ctx.incoming.message_id,
+        message_id=uow.message_id,
         submission_id=submission_id,
         codes=[e.code for e in errors],
         at=now,
     )
-    ctx.log("need.rejected", submission_id=submission_id, codes=[e.code for e in errors])
+    uow.log("need.rejected", submission_id=submission_id, codes=[e.code for e in errors])

@@ -1,31 +1,28 @@
-"""Reading `pimms.intake.needs.v1`: what cannot be tied to a submission id goes to dead letters."""
+"""Reading `pimms.intake.needs.v1`: what cannot be tied to a submission id goes to dead letters.
+
+A message tied to a submission id but invalid decodes to `Invalid`, so that the tool is told why.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from pimms_contracts.envelope import EnvelopeError
 from pimms_contracts.v1.frontoffice import (
     FRONT_OFFICE_INPUTS,
-    NeedDocumentsAdded,
-    NeedSubmitted,
-    NeedWithdrawn,
 )
 from pimms_servicekit.messages import BadMessage, Incoming, parse_json, read_envelope
-from pimms_servicekit.pipeline import BatchScope, Decoded, MessageContext
+from pimms_servicekit.routing import Decoded
 
-from pimms_intake import handlers
-from pimms_intake.adapters.repository import IntakeUnitOfWork
 from pimms_intake.domain.validation import Invalid, validate
 
 _MAX_SUBMISSION_ID = 100
 
 
-class FrontOfficeRoute:
+class FrontOfficeDecoder:
     """need.submitted, documents_added and withdrawn, each answered on the feedback topic."""
 
-    def decode(self, incoming: Incoming) -> Decoded[Any]:
+    def __call__(self, incoming: Incoming) -> Decoded[Any]:
         """The validated command, or the reasons it is invalid; BadMessage when it has no id."""
         event_type = incoming.event_type
         data = parse_json(incoming.value)
@@ -53,26 +50,3 @@ class FrontOfficeRoute:
             else checked
         )
         return Decoded(payload=payload, envelope=envelope, event_type=event_type)
-
-    async def prefetch(self, messages: Sequence[Decoded[Any]], scope: BatchScope) -> None:
-        """Look up the cases of every submission of the batch in one query."""
-        ids = [
-            str(m.payload.submission_id)
-            for m in messages
-            if isinstance(m.payload, NeedSubmitted | NeedDocumentsAdded | NeedWithdrawn)
-        ]
-        await IntakeUnitOfWork.of(scope).load(ids)
-
-    async def handle(self, message: Decoded[Any], ctx: MessageContext) -> None:
-        """Dispatch to the use case."""
-        payload = message.payload
-        if isinstance(payload, Invalid):
-            await handlers.refuse_invalid(payload, ctx)
-        elif isinstance(payload, NeedSubmitted):
-            await handlers.submit_need(payload, ctx)
-        elif isinstance(payload, NeedDocumentsAdded):
-            await handlers.add_documents(payload, ctx)
-        elif isinstance(payload, NeedWithdrawn):
-            await handlers.withdraw_need(payload, ctx)
-        else:  # pragma: no cover - decode returns nothing else
-            raise TypeError(type(payload).__name__)

@@ -7,15 +7,15 @@ new cases and visitors are inserted with one statement each, reference counters 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pimms_contracts.v1.frontoffice import NeedSubmitted
-from pimms_servicekit.pipeline import BatchScope
+from pimms_contracts.v1.frontoffice import NeedDocumentsAdded, NeedSubmitted, NeedWithdrawn
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_intake.adapters.tables import cases, reference_counters, rejections, visitors
 from pimms_intake.domain.cases import CaseSnapshot, CaseStatus
@@ -23,23 +23,25 @@ from pimms_intake.domain.cases import CaseSnapshot, CaseStatus
 _CHUNK = 500
 
 
-class IntakeUnitOfWork:
+class IntakeRepository:
     """Cases, visitors, reference counters and rejections, for the batch being processed."""
 
-    def __init__(self, scope: BatchScope) -> None:
-        self.session = scope.session
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
         self._by_submission: dict[str, CaseSnapshot | None] = {}
         self._new_cases: list[dict[str, Any]] = []
         self._new_visitors: list[dict[str, Any]] = []
         self._updates: dict[str, dict[str, Any]] = {}
         self._counters: dict[str, int] = {}
         self._rejections: list[dict[str, Any]] = []
-        scope.on_flush(self.flush)
 
-    @classmethod
-    def of(cls, scope: BatchScope) -> IntakeUnitOfWork:
-        """The batch's unit of work."""
-        return scope.get("intake", lambda: cls(scope))
+    async def prefetch(self, payloads: Sequence[object]) -> None:
+        """Look up the cases of every submission of the batch in one query."""
+        await self.load(
+            str(p.submission_id)
+            for p in payloads
+            if isinstance(p, NeedSubmitted | NeedDocumentsAdded | NeedWithdrawn)
+        )
 
     async def load(self, submission_ids: Iterable[str]) -> None:
         """Look up, in one query, the cases of submissions not seen yet in this batch."""
