@@ -8,6 +8,7 @@ that handled a case and hold no personal data.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -392,7 +393,7 @@ async def test_trace_and_logs_tell_where_a_case_is_without_personal_data(running
         }
         if all(case_id in text for text in logs.values()):
             break
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     for name, text in logs.items():
         assert case_id in text, f"{name}'s log never mentions the case"
         for line in text.splitlines():
