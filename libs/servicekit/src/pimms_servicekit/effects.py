@@ -193,6 +193,7 @@ class EffectDispatcher:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.stats = DispatchStats()
         self._wake = asyncio.Event()
+        self.on_outcome: Callable[[str, str], None] | None = None
 
     @property
     def name(self) -> str:
@@ -361,6 +362,8 @@ class EffectDispatcher:
                         last_error=storable_text(reason, limit=300),
                     )
                 )
+                if self.on_outcome is not None:
+                    self.on_outcome(self.name, "delivered" if delivered else "failed")
                 if delivered:
                     self.stats.delivered += 1
                 else:

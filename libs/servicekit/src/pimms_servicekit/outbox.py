@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -141,6 +141,7 @@ class RelayStats:
     batches: int = 0
     failures: int = 0
     leader: bool = False
+    failing: bool = False
     last_error: str | None = None
     _started: float = field(default=0.0, repr=False)
 
@@ -168,6 +169,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.hooks: Hooks[Any] = hooks or Hooks()
         self.make_uow = make_uow
+        self.on_published: Callable[[Sequence[Outgoing]], None] | None = None
         self.stats = RelayStats()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -239,6 +241,9 @@ class OutboxRelay:
                 for r in rows
             ]
             delivered, error = await self.sender.send(messages)
+            self.stats.failing = error is not None
+            if delivered and self.on_published is not None:
+                self.on_published(messages[:delivered])
             if delivered:
                 await self._mark_sent(rows[:delivered])
                 self.stats.published += delivered

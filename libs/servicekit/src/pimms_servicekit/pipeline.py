@@ -30,6 +30,7 @@ from pimms_servicekit.errors import is_transient
 from pimms_servicekit.inbox import DEAD_LETTERED
 from pimms_servicekit.logging import get_logger, scrub_text
 from pimms_servicekit.messages import BadMessage, Incoming
+from pimms_servicekit.metrics import Metrics
 from pimms_servicekit.retry import Retrier
 from pimms_servicekit.routing import Decoded, Decoder, Handlers
 from pimms_servicekit.storage import storable_id
@@ -86,6 +87,7 @@ class BatchPipeline(Generic[R]):
         self.decoders: dict[str, Decoder] = {}
         self.on_commit = on_commit
         self.dead_letter_fallback: DeadLetterFallback | None = None
+        self.metrics: Metrics | None = None
         self.stopping = asyncio.Event()
         self.retrier = Retrier(name="pipeline", stopping=self.stopping)
         self.stats = PipelineStats()
@@ -123,15 +125,21 @@ class BatchPipeline(Generic[R]):
         """Process already-built messages (the consumer, tests and tools)."""
         if not incomings:
             return
+        started = time.perf_counter()
         try:
             await self.retrier.run(lambda: self._run_batch(list(incomings)))
         except _PoisonInBatch:
             self.stats.isolated_batches += 1
             log.warning("pipeline.isolating_batch", size=len(incomings), topic=incomings[0].topic)
+            if self.metrics is not None:
+                self.metrics.failed.labels(topic=incomings[0].topic).inc()
             for incoming in incomings:
                 await self.retrier.run(functools.partial(self._run_isolated, incoming))
         self.stats.batches += 1
         self.stats.last_batch_at = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(len(incomings))
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def _run_batch(self, incomings: list[Incoming]) -> None:
         try:
@@ -235,6 +243,7 @@ class BatchPipeline(Generic[R]):
             replayed = incoming.header(topics.REPLAY_OF) is not None
             if outcome is not None and not (replayed and outcome == DEAD_LETTERED):
                 uow.counts["duplicates"] += 1
+                uow.counts[f"duplicate\x1f{incoming.topic}"] += 1
                 continue
             taken.add(stored)
             fresh.append((incoming, outcome is not None))
@@ -323,6 +332,7 @@ class BatchPipeline(Generic[R]):
                 again=again,
             )
             uow.counts["handled"] += 1
+            uow.counts[f"consumed\x1f{incoming.topic}"] += 1
             if frame.outcome == "handled" and not frame.logged:
                 uow.begin_message(
                     incoming,
@@ -339,6 +349,16 @@ class BatchPipeline(Generic[R]):
         self.stats.duplicates += counts["duplicates"]
         self.stats.dead_lettered += counts["dead_lettered"]
         self.stats.parked += counts["parked"]
+        if self.metrics is not None:
+            for key, value in counts.items():
+                kind, _, rest = key.partition("\x1f")
+                if kind == "consumed":
+                    self.metrics.consumed.labels(topic=rest).inc(value)
+                elif kind == "duplicate":
+                    self.metrics.duplicates.labels(topic=rest).inc(value)
+                elif kind == "dead":
+                    topic, _, reason = rest.partition("\x1f")
+                    self.metrics.dead_letters.labels(topic=topic, reason=reason).inc(value)
         uow.committed()
         if self.on_commit is not None:
             self.on_commit()

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit.clock import Clock, SystemClock
@@ -21,6 +22,7 @@ from pimms_servicekit.dead_letters import DeadLetter
 from pimms_servicekit.effects import Destination, EffectDispatcher
 from pimms_servicekit.health import Heartbeat
 from pimms_servicekit.hooks import Hooks
+from pimms_servicekit.http import Endpoint, HttpServer, render
 from pimms_servicekit.kafka import (
     BrokerSender,
     KafkaSender,
@@ -29,10 +31,12 @@ from pimms_servicekit.kafka import (
     subscriber_options,
 )
 from pimms_servicekit.logging import configure_logging, get_logger
+from pimms_servicekit.metrics import Metrics
 from pimms_servicekit.outbox import OutboxRelay, Outgoing, Sender
 from pimms_servicekit.pipeline import BatchPipeline
 from pimms_servicekit.routing import Decoder, Handlers
 from pimms_servicekit.settings import ServiceSettings, SettingsError
+from pimms_servicekit.tables import outbox
 from pimms_servicekit.unit_of_work import UnitOfWork
 
 log = get_logger("pimms.runtime")
@@ -85,6 +89,17 @@ class ServiceRuntime(Generic[R]):
             make_uow=self.pipeline.unit_of_work,
         )
         self.dispatchers: dict[str, EffectDispatcher] = {}
+        self.metrics = Metrics(self.service)
+        self.pipeline.metrics = self.metrics
+        self.relay.on_published = self._published
+        port, self._explicit_port = settings.resolved_http_port()
+        self.http = HttpServer(
+            host=settings.http_host,
+            port=port,
+            readiness=self.readiness,
+            metrics=self._render_metrics,
+        )
+        self._subscriber: Any = None
         self.broker: KafkaBroker = make_broker(settings, client_id=f"pimms-{self.service}")
         self.heartbeat = Heartbeat(
             data_dir=settings.data_dir, service=self.service, details=self._details
@@ -93,13 +108,83 @@ class ServiceRuntime(Generic[R]):
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
 
+    def http_route(self, path: str, endpoint: Endpoint, *, methods: list[str]) -> None:
+        """Serve one of the service's own endpoints on its HTTP server."""
+        self.http.route(path, endpoint, methods=methods)
+
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        """What `/health/ready` checks: each with `ok` and what was seen."""
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            await asyncio.wait_for(self.database.ping(), timeout=2.0)
+            checks["database"] = {"ok": True}
+        except Exception as exc:
+            checks["database"] = {"ok": False, "error": type(exc).__name__}
+        checks["pipeline"] = {"ok": self.pipeline.retrier.healthy}
+        checks["broker"] = {
+            "ok": not self.relay.stats.failing,
+            "error": self.relay.stats.last_error if self.relay.stats.failing else None,
+        }
+        consumer = getattr(self._subscriber, "consumer", None)
+        assigned = len(consumer.assignment()) if consumer is not None else 0
+        checks["consumer"] = {
+            "ok": assigned > 0 or not self.pipeline.topics,
+            "partitions": assigned,
+        }
+        backlog = await self._outbox_backlog()
+        bound = self.settings.ready_max_outbox_backlog
+        checks["outbox"] = {
+            "ok": backlog is not None and backlog < bound,
+            "backlog": backlog,
+            "bound": bound,
+        }
+        self.metrics.ready.set(1 if all(c["ok"] for c in checks.values()) else 0)
+        return checks
+
+    async def _outbox_backlog(self) -> int | None:
+        try:
+            async with self.database.sessions() as session:
+                row = (
+                    await session.execute(
+                        select(func.count(), func.min(outbox.c.created_at)).where(
+                            outbox.c.sent_at.is_(None)
+                        )
+                    )
+                ).one()
+        except Exception:
+            return None
+        backlog, oldest = int(row[0]), row[1]
+        self.metrics.outbox_backlog.set(backlog)
+        age = (self.clock.now() - oldest).total_seconds() if oldest is not None else 0.0
+        self.metrics.outbox_age.set(max(age, 0.0))
+        return backlog
+
+    async def _render_metrics(self) -> bytes:
+        await self._outbox_backlog()
+        consumer = getattr(self._subscriber, "consumer", None)
+        if consumer is not None:
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                with contextlib.suppress(Exception):
+                    position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+                    self.metrics.consumer_lag.labels(
+                        topic=tp.topic, partition=str(tp.partition)
+                    ).set(max(highwater - position, 0))
+        return render(self.metrics.registry)
+
+    def _published(self, messages: Sequence[Outgoing]) -> None:
+        for message in messages:
+            self.metrics.produced.labels(topic=message.topic).inc()
+
     def consume(self, topic: str, decoder: Decoder) -> None:
         """Read `topic` with `decoder`; its payloads go to the service's handlers."""
         self.pipeline.consume(topic, decoder)
 
     def deliver_to(self, destination: Destination, *, poll_interval: float | None = None) -> None:
         """Effects named for `destination` are delivered by its own dispatcher, after commit."""
-        self.dispatchers[destination.name] = EffectDispatcher(
+        dispatcher = EffectDispatcher(
             destination=destination,
             database=self.database,
             clock=self.clock,
@@ -107,6 +192,10 @@ class ServiceRuntime(Generic[R]):
             make_uow=self.pipeline.unit_of_work,
             poll_interval=poll_interval or self.settings.relay_poll_interval_s,
         )
+        dispatcher.on_outcome = lambda name, outcome: self.metrics.effects.labels(
+            destination=name, outcome=outcome
+        ).inc()
+        self.dispatchers[destination.name] = dispatcher
 
     async def in_unit_of_work(self, work: Callable[[UnitOfWork[R]], Awaitable[None]]) -> None:
         """Run `work` (a timer, a file watcher, an HTTP request) in its own unit of work."""
@@ -170,7 +259,7 @@ class ServiceRuntime(Generic[R]):
         if self._subscribed:
             return
         self._subscribed = True
-        subscriber = self.broker.subscriber(
+        subscriber = self._subscriber = self.broker.subscriber(
             *self.pipeline.topics,
             group_id=f"pimms-{self.service}",
             batch=True,
@@ -222,10 +311,21 @@ class ServiceRuntime(Generic[R]):
             self._tasks.append(
                 asyncio.create_task(_supervised(f"effects:{name}", dispatcher.run), name=name)
             )
+        await self._start_http()
         self.heartbeat.start()
         for name, job in self._background:
             self._tasks.append(asyncio.create_task(_supervised(name, job), name=name))
         log.info("service.started", topics=self.pipeline.topics)
+
+    async def _start_http(self) -> None:
+        try:
+            await self.http.start()
+        except OSError as exc:
+            if self._explicit_port:
+                raise
+            log.warning("http.default_port_taken", port=self.http.port, error=type(exc).__name__)
+            self.http.port = 0
+            await self.http.start()
 
     async def _on_shutdown(self) -> None:
         log.info("service.stopping")
@@ -238,6 +338,7 @@ class ServiceRuntime(Generic[R]):
         self._tasks.clear()
 
     async def _after_shutdown(self) -> None:
+        await self.http.stop()
         await self.relay.stop()
         await self.kafka_sender.stop()
         await self.heartbeat.stop()
@@ -251,6 +352,7 @@ class ServiceRuntime(Generic[R]):
             "published": self.relay.stats.published,
             "relay_leader": self.relay.stats.leader,
             "pipeline_healthy": self.pipeline.retrier.healthy,
+            "http_port": self.http.bound_port,
             "effects": {name: dataclasses.asdict(d.stats) for name, d in self.dispatchers.items()},
         }
 

@@ -12,6 +12,15 @@ from typing import ClassVar, Self
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Each service's default HTTP port (`PIMMS_<SERVICE>_HTTP_PORT` overrides it).
+HTTP_PORTS = {
+    "partner-gateways": 8700,
+    "intake": 8701,
+    "referrals": 8702,
+    "notifications": 8703,
+    "reporting": 8704,
+}
+
 
 class SettingsError(RuntimeError):
     """A setting is wrong; the message names the environment variable."""
@@ -68,9 +77,21 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(default=1000, ge=1)
     relay_poll_interval_s: float = Field(default=0.2, gt=0)
 
+    # Health, metrics and the service's own endpoints. Unset: the service's default port
+    # (HTTP_PORTS); if that one is taken, any free port (said in the log and the heartbeat file).
+    http_host: str = "127.0.0.1"
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    ready_max_outbox_backlog: int = Field(default=50_000, ge=1)
+
     log_level: str = Field(
         default="INFO", validation_alias=AliasChoices("PIMMS_LOG_LEVEL", "log_level")
     )
+
+    def resolved_http_port(self) -> tuple[int, bool]:
+        """The port to listen on, and whether it was chosen explicitly."""
+        if self.http_port is not None:
+            return self.http_port, True
+        return HTTP_PORTS.get(self.service_name, 0), False
 
     def resolved_database_url(self) -> str:
         """The configured URL, or a SQLite file per service under the data directory."""

@@ -288,6 +288,7 @@ class UnitOfWork(Generic[R]):
             detail=storable_text(f"{reason}: {error}", limit=500),
         )
         self.counts["dead_lettered"] += 1
+        self.counts[f"dead\x1f{original.topic}\x1f{reason}"] += 1
         bound = dict(structlog.contextvars.get_contextvars())
         self._logs.append(
             _Deferred(

@@ -1,0 +1,72 @@
+"""Prometheus metrics of one service (its own registry), counted after commits."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """The `pimms_*` metrics every service exposes on `/metrics`."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.consumed = Counter(
+            "pimms_messages_consumed", "Messages consumed and committed", ["topic"], registry=r
+        )
+        self.duplicates = Counter(
+            "pimms_messages_duplicate",
+            "Redelivered messages skipped (inbox)",
+            ["topic"],
+            registry=r,
+        )
+        self.produced = Counter(
+            "pimms_messages_produced",
+            "Messages published by the outbox relay",
+            ["topic"],
+            registry=r,
+        )
+        self.failed = Counter(
+            "pimms_messages_failed",
+            "Messages whose handling failed (isolated)",
+            ["topic"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "pimms_dead_letters", "Messages dead-lettered", ["topic", "reason"], registry=r
+        )
+        self.batch_size = Histogram(
+            "pimms_batch_size",
+            "Records per consumed batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "pimms_batch_seconds",
+            "Time to process and commit one batch",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "pimms_outbox_backlog", "Outbox rows not yet published", registry=r
+        )
+        self.outbox_age = Gauge(
+            "pimms_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row",
+            registry=r,
+        )
+        self.effects = Counter(
+            "pimms_effects", "Effects delivered or failed", ["destination", "outcome"], registry=r
+        )
+        self.effects_backlog = Gauge(
+            "pimms_effects_backlog", "Effects waiting for delivery", ["destination"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            "pimms_consumer_lag",
+            "Records behind the partition end",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.ready = Gauge("pimms_ready", "1 when the service is ready", registry=r)
+        self.info = Gauge("pimms_service_info", "The service", ["service"], registry=r)
+        self.info.labels(service=service).set(1)
