@@ -40,6 +40,7 @@ class PartnerRecord:
 
     @property
     def ref(self) -> PartnerMessageRef:
+        # PartnerStatusReported still requires `source`; referrals no longer reads it.
         return PartnerMessageRef(
             topic=self.topic,
             partition=self.partition,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from faststream import FastStream
 from pimms_contracts import topics
-from pimms_contracts.partners import KafkaTransport
 from pimms_contracts.v1.internal import (
     IntakeCaseOpened,
     IntakeCaseWithdrawn,
@@ -17,11 +15,13 @@ from pimms_contracts.v1.internal import (
     PartnerStatusReported,
 )
 from pimms_servicekit.clock import Clock
-from pimms_servicekit.pipeline import EventRoute
+from pimms_servicekit.routing import EventDecoder
 from pimms_servicekit.runtime import ServiceRuntime
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_referrals import handlers
 from pimms_referrals.adapters.directory import DirectoryFile
+from pimms_referrals.adapters.repository import ReferralsRepos
 from pimms_referrals.settings import ReferralsSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -29,41 +29,29 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 def build_runtime(
     settings: ReferralsSettings | None = None, *, clock: Clock | None = None
-) -> ServiceRuntime:
-    """Referrals' runtime with its routes (tests use it directly)."""
+) -> ServiceRuntime[ReferralsRepos]:
+    """Referrals' runtime with what it reads (tests use it directly)."""
     settings = settings or ReferralsSettings.load()
     directory = DirectoryFile(settings.partner_directory)
-    # Impossible or unknown partner reports are dead-lettered to the partner's responses topic.
-    partner_dead_letters = [
-        topics.dead_letters(p.transport.responses_topic)
-        for p in directory.current().partners
-        if isinstance(p.transport, KafkaTransport)
-    ]
+
+    def repositories(session: AsyncSession) -> ReferralsRepos:
+        return ReferralsRepos(session, directory=directory)
+
     runtime = ServiceRuntime(
         settings=settings,
         migrations_dir=MIGRATIONS,
+        handlers=handlers.handles,
+        repositories=repositories,
         clock=clock,
-        produces=[topics.CASES, topics.REFERRAL_ALERTS, *partner_dead_letters],
+        produces=[topics.CASES, topics.REFERRAL_ALERTS],
     )
-    runtime.pipeline.route(
+    runtime.consume(
         topics.INTAKE_CASES,
-        EventRoute(
-            {
-                IntakeCaseOpened: functools.partial(handlers.open_case, directory=directory),
-                IntakeDocumentsAdded: handlers.add_documents,
-                IntakeCaseWithdrawn: handlers.withdraw_case,
-            }
-        ),
+        EventDecoder(IntakeCaseOpened, IntakeDocumentsAdded, IntakeCaseWithdrawn),
     )
-    runtime.pipeline.route(
+    runtime.consume(
         topics.PARTNER_REPORTS,
-        EventRoute(
-            {
-                PartnerDelivered: handlers.record_delivery,
-                PartnerDeliveryFailed: handlers.record_delivery_failure,
-                PartnerStatusReported: handlers.apply_partner_report,
-            }
-        ),
+        EventDecoder(PartnerDelivered, PartnerDeliveryFailed, PartnerStatusReported),
     )
     return runtime
 

@@ -79,10 +79,9 @@ async def test_a_case_lives_its_whole_lifecycle_through_kafka(
             build.reported(case_id, referral_id, "completed", outcome="resolved"),
         ]
         # one case's reports share its key, hence one partition: they are read in this order
-        await produce(
-            kafka.bootstrap_servers,
-            [event_message(topics.PARTNER_REPORTS, r, key=case_id) for r in reports],
-        )
+        messages = [event_message(topics.PARTNER_REPORTS, r, key=case_id) for r in reports]
+        backwards_report_id = dict(messages[2][3])["ce_id"].decode()
+        await produce(kafka.bootstrap_servers, messages)
         await watcher.wait_for(
             lambda _: "case.closed" in lifecycle(lyon.case_id), what="the case closed"
         )
@@ -97,15 +96,19 @@ async def test_a_case_lives_its_whole_lifecycle_through_kafka(
         closed = watcher.of(topics.CASES, "fr.pimms.case.closed.v1")
         assert [r.json["outcome"] for r in closed if r.key == case_id] == ["resolved"]
         await watcher.wait_for(
-            lambda _: any(r.key == referral_id for r in watcher.of(EDF_DLT)),
-            what="the refused report in the partner's dead letters",
+            lambda _: any(r.key == case_id for r in watcher.of(topics.REFERRAL_ALERTS)),
+            what="the refused report told on the alerts topic",
         )
-        [dead] = [r for r in watcher.of(EDF_DLT) if r.key == referral_id]
-        assert dead.value == backwards.value
-        assert dead.headers["pimms_dlt_reason"] == "impossible_transition"
-        assert dead.headers["pimms_dlt_original_topic"] == topics.partner_responses("edf")
         alerts = [r for r in watcher.of(topics.REFERRAL_ALERTS) if r.key == case_id]
-        assert [r.json["reported_status"] for r in alerts] == ["received"]
+        assert [
+            (r.json["referral_id"], r.json["reported_status"], r.json["current_status"])
+            for r in alerts
+        ] == [(referral_id, "received", "accepted")]
+        assert alerts[0].json["reason"] == "impossible_transition"
+        # which report it refuses: partner-gateways dead-letters the partner's record from this
+        assert alerts[0].headers["ce_causationid"] == backwards_report_id
+        # the partner's topics are partner-gateways': referrals writes nothing there
+        assert [r for r in watcher.of(EDF_DLT) if r.key == referral_id] == []
         for record in watcher.of(topics.CASES):
             if record.key in ours:
                 assert record.json["case_id"] == record.key

@@ -15,7 +15,6 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pimms_contracts import topics
 from pimms_contracts.base import Event
-from pimms_referrals.adapters.repository import ReferralsRepository
 from pimms_referrals.app import build_runtime
 from pimms_referrals.settings import ReferralsSettings
 from pimms_servicekit.clock import ManualClock
@@ -92,10 +91,8 @@ class Platform:
 
 
 @pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    settings = ReferralsSettings(
-        data_dir=tmp_path, database_url=f"sqlite+aiosqlite:///{tmp_path / 'referrals.db'}"
-    )
+async def platform(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]:
+    settings = ReferralsSettings(data_dir=tmp_path, database_url=database_url)
     runtime = build_runtime(settings, clock=ManualClock())
     runtime.subscribe()
     runtime.use_test_broker()
@@ -211,9 +208,9 @@ async def test_the_full_edf_lifecycle_closes_the_case_resolved(
         assert {"case_id", "case_reference", "site_id", "occurred_at"} <= data.keys()
     assert platform.on(EDF_DLT) == []
     async with platform.runtime.database.sessions() as session:
-        repo = ReferralsRepository(session)
+        repo = platform.runtime.pipeline.repositories(session)
         history = await repo.history(referral_id)
-        stored = await repo.referral(referral_id)
+        stored = await repo.stored_referral(referral_id)
     assert stored is not None
     assert stored.transmitted_at == platform.runtime.clock.now()
     assert stored.ack_due_at == stored.transmitted_at + timedelta(hours=48)  # EDF: 48 h
@@ -252,27 +249,32 @@ async def test_an_impossible_report_is_refused_and_the_next_valid_one_applies(
     await platform.gateway(build.delivered(case_id, referral_id))
     await platform.gateway(build.reported(case_id, referral_id, "accepted"))
     backwards = build.edf_answer(referral_id, "RECU")
-    await platform.gateway(build.reported(case_id, referral_id, "received", source=backwards))
+    await platform.gateway(
+        build.reported(case_id, referral_id, "received", source=backwards), ce_id="report-back"
+    )
     await platform.gateway(build.reported(case_id, referral_id, "in_progress"))
 
-    [dead] = platform.on(EDF_DLT)
-    assert dead.body == backwards.value  # the partner's original bytes, untouched
-    assert dead.key == referral_id
-    assert dead.headers["pimms_dlt_reason"] == "impossible_transition"
-    assert dead.headers["pimms_dlt_error"] == (
-        f"edf reported received but referral {referral_id} is accepted"
-    )
-    assert dead.headers["pimms_dlt_service"] == "referrals"
-    assert dead.headers["pimms_dlt_original_topic"] == topics.partner_responses("edf")
-    assert dead.headers["pimms_dlt_original_offset"] == str(backwards.offset)
-    assert "ce_type" not in dead.headers  # the partner's record had no CloudEvents headers
     [alert] = platform.on(topics.REFERRAL_ALERTS)
     assert alert.key == case_id
     assert alert.ce_type == "fr.pimms.referral.report_refused.v1"
-    assert alert.json["reported_status"] == "received"
-    assert alert.json["current_status"] == "accepted"
-    assert alert.json["reason"] == "impossible_transition"
-    assert alert.json["case_reference"] == case.case_reference
+    assert alert.json == {
+        "case_id": case_id,
+        "case_reference": case.case_reference,
+        "site_id": "lyon-8",
+        "referral_id": referral_id,
+        "partner_id": "edf",
+        "reported_status": "received",
+        "current_status": "accepted",
+        "reason": "impossible_transition",
+        "occurred_at": alert.json["occurred_at"],
+    }
+    # which report was refused: partner-gateways dead-letters the partner's record from this
+    assert alert.headers["ce_causationid"] == "report-back"
+    assert alert.headers["ce_correlationid"] == "corr-1"
+    assert alert.headers["ce_source"] == "urn:pimms:referrals"
+    # referrals never writes to a partner's topics, nor dead-letters the gateway's report
+    assert platform.on(EDF_DLT) == []
+    assert platform.on(topics.dead_letters(topics.PARTNER_REPORTS)) == []
     assert platform.kinds(case.case_id)[-2:] == ["referral.accepted", "referral.in_progress"]
 
 
@@ -286,9 +288,13 @@ async def test_a_report_after_the_referral_is_final_is_refused(
     await platform.gateway(build.reported(case_id, referral_id, "in_progress"))
     assert platform.kinds(case.case_id).count("case.closed") == 1
     assert platform.kinds(case.case_id)[-1] == "case.closed"
-    [dead] = platform.on(EDF_DLT)
-    assert dead.headers["pimms_dlt_reason"] == "impossible_transition"
-    assert platform.on(topics.REFERRAL_ALERTS)[0].json["current_status"] == "completed"
+    [alert] = platform.on(topics.REFERRAL_ALERTS)
+    assert alert.json["reason"] == "impossible_transition"
+    assert (alert.json["reported_status"], alert.json["current_status"]) == (
+        "in_progress",
+        "completed",
+    )
+    assert platform.on(EDF_DLT) == []
 
 
 async def test_the_same_status_again_changes_nothing(platform: Platform, build: Any) -> None:
@@ -307,24 +313,80 @@ async def test_the_same_status_again_changes_nothing(platform: Platform, build: 
     assert platform.on(EDF_DLT) == []
 
 
-async def test_a_report_for_an_unknown_referral_is_dead_lettered_to_the_partner(
+async def test_a_report_for_an_unknown_referral_is_dead_lettered_where_referrals_read_it(
     platform: Platform, build: Any
 ) -> None:
     case = build.case_opened()
     await platform.intake(case)
     stranger = "00000000-0000-4000-8000-000000000001"
-    answer = build.edf_answer(stranger, "RECU")
-    await platform.gateway(build.reported(str(case.case_id), stranger, "received", source=answer))
+    await platform.gateway(build.reported(str(case.case_id), stranger, "received"))
     # a referral of this case, but reported by another partner, is not theirs either
     referral_id = platform.referral_id(case.case_id)
     await platform.gateway(
         build.reported(str(case.case_id), referral_id, "received", partner_id="la-poste")
     )
-    dead = platform.on(EDF_DLT)
+    dead = platform.on(topics.dead_letters(topics.PARTNER_REPORTS))
     assert [d.headers["pimms_dlt_reason"] for d in dead] == ["unknown_reference"] * 2
-    assert dead[0].body == answer.value
+    assert [d.headers["pimms_dlt_error"] for d in dead] == [
+        f"edf reported received for referral {stranger}, which was never sent to this partner",
+        f"la-poste reported received for referral {referral_id}, "
+        "which was never sent to this partner",
+    ]
+    assert dead[0].ce_type == "fr.pimms.gateway.status_reported.v1"  # the report as it came
+    assert dead[0].json["referral_id"] == stranger
+    assert dead[0].headers["pimms_dlt_service"] == "referrals"
+    assert platform.on(EDF_DLT) == []
     assert platform.on(topics.REFERRAL_ALERTS) == []
     assert platform.kinds(case.case_id) == ["case.opened", "referral.requested"]
+
+
+async def test_deliveries_of_unknown_referrals_are_dead_lettered_with_what_they_were(
+    platform: Platform, build: Any
+) -> None:
+    case = build.case_opened()
+    await platform.intake(case)
+    case_id, referral_id = str(case.case_id), platform.referral_id(case.case_id)
+    unopened = "00000000-0000-4000-8000-000000000002"
+    await platform.gateway(build.delivered(case_id, referral_id, partner_id="la-poste"))
+    await platform.gateway(build.delivery_failed(unopened, referral_id))
+    dead = platform.on(topics.dead_letters(topics.PARTNER_REPORTS))
+    assert [
+        (d.ce_type, d.headers["pimms_dlt_reason"], d.headers["pimms_dlt_error"]) for d in dead
+    ] == [
+        (
+            "fr.pimms.gateway.delivered.v1",
+            "unknown_reference",
+            f"delivery of a referral to la-poste for referral {referral_id}, "
+            "which referrals does not know for this partner",
+        ),
+        (
+            "fr.pimms.gateway.delivery_failed.v1",
+            "unknown_reference",
+            f"delivery failure to edf for referral {referral_id}, "
+            "which referrals does not know for this partner",
+        ),
+    ]
+    assert platform.kinds(case.case_id) == ["case.opened", "referral.requested"]
+
+
+async def test_documents_or_withdrawal_of_a_case_never_opened_are_dead_lettered(
+    platform: Platform, build: Any
+) -> None:
+    never_opened = build.case_opened()
+    await platform.intake(build.documents_added(never_opened, ("last_bill",)))
+    await platform.intake(build.withdrawn(never_opened))
+    dead = platform.on(topics.dead_letters(topics.INTAKE_CASES))
+    assert [(d.headers["pimms_dlt_reason"], d.headers["pimms_dlt_error"]) for d in dead] == [
+        (
+            "unknown_case",
+            f"documents added for case {never_opened.case_id}, which was never opened here",
+        ),
+        (
+            "unknown_case",
+            f"withdrawal for case {never_opened.case_id}, which was never opened here",
+        ),
+    ]
+    assert platform.on(topics.CASES) == []
 
 
 async def test_withdrawal_cancels_unfinished_referrals_and_closes_the_case(
