@@ -44,7 +44,7 @@ ReferralSource = Literal[
 ]
 """What a referral message may carry; `phone` and `email` only where the visitor consented."""
 
-CancellationSource = Literal["referral_id", "case_reference", "at"]
+CancellationSource = Literal["referral_id", "at"]
 """What a cancellation message may carry (`at`: when the referral was withdrawn)."""
 
 REFERRAL_SOURCES: frozenset[str] = frozenset(get_args(ReferralSource))
