@@ -283,10 +283,12 @@ def read_response_file(data: bytes) -> ResponseFile:
     """Every line of an inbound file, good or bad with its reason; never raises."""
     if data.startswith(_UTF8_BOM):
         records = list(_records(data[len(_UTF8_BOM) :].decode(ENCODING)))
+        header = tuple(cell.strip() for cell in records[0][1]) if records else ()
         return _all_bad(
-            records,
+            records[1:],
             "bad_encoding",
             "the file starts with a UTF-8 byte order mark: ISO-8859-1 is expected",
+            header=header,
         )
     records = list(_records(data.decode(ENCODING)))  # every byte is ISO-8859-1: never fails
     if not records:
