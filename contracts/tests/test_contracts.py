@@ -82,6 +82,8 @@ def test_the_default_directory_is_the_one_of_the_specs() -> None:
         "eau-grand-lyon",
         "sncf",
         "prefecture-69",
+        "orange",
+        "banque-postale",
     ]
     edf = directory.get("edf")
     assert edf is not None
@@ -92,7 +94,7 @@ def test_the_default_directory_is_the_one_of_the_specs() -> None:
         "eau-grand-lyon"
     ]
     assert directory.serving(category="water_bill", departement="75") == []
-    assert directory.kafka_partner_ids() == ("edf", "la-poste", "prefecture-69")
+    assert directory.kafka_partner_ids() == ("edf", "la-poste", "prefecture-69", "orange")
 
 
 def test_a_broken_directory_is_refused_with_its_reason(tmp_path: Path) -> None:

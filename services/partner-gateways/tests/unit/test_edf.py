@@ -217,7 +217,6 @@ def test_a_utc_time_is_accepted() -> None:
         (answer(horodatage="2026-02-30T14:00:00+01:00"), "schema_invalid", "horodatage"),
         (answer(statut="CLOS"), "schema_invalid", "statut CLOS requires resultat"),
         (answer(commentaire=["x"]), "schema_invalid", "commentaire"),
-        (answer(resultats="SOLUTION_TROUVEE"), "schema_invalid", "'resultats'"),
         (answer(statut="ANNULE"), "unknown_status", "'ANNULE'"),
         (answer(statut="recu"), "unknown_status", "'recu'"),
         (answer(statut="CLOS", resultat="PEUT_ETRE"), "unknown_outcome", "'PEUT_ETRE'"),
@@ -238,9 +237,24 @@ def test_errors_never_echo_what_the_partner_wrote_about_the_visitor() -> None:
         answer(statut=personal, commentaire=personal),
         answer(statut="CLOS", resultat=personal),
         answer(horodatage=personal),
-        answer(**{personal: "x"}),
     ):
         with pytest.raises(BadPartnerMessage) as caught:
             EDF.from_response(value)
         for fragment in ("Marie", "Dupont", "+3361", "example.org"):
             assert fragment not in caught.value.error
+
+
+def test_fields_edf_added_without_telling_us_are_ignored_and_named() -> None:
+    personal = "Marie Dupont +33612345678"
+    read = EDF.read_response(
+        answer(
+            statut="CLOS",
+            resultat="SOLUTION_TROUVEE",
+            resultats="x",
+            agence={"code": 3},
+            **{personal: 1},
+        )
+    )
+    assert (read.answer.status, read.answer.outcome) == ("completed", "resolved")
+    assert read.unknown_fields == {"resultats", "agence", "(not a code word)"}
+    assert EDF.read_response(answer()).unknown_fields == frozenset()

@@ -237,8 +237,6 @@ EXTERNAL_DTD = f"""<?xml version="1.0"?>
         (reponse().replace(b' etat="recue"', b""), "schema_invalid", "etat is missing"),
         (reponse(horodatage="demain"), "schema_invalid", "horodatage"),
         (reponse(horodatage="2026-12-01T14:00:00"), "schema_invalid", "offset"),
-        (reponse(attributes=' priorite="haute"'), "schema_invalid", "'priorite'"),
-        (reponse(body="<note>x</note>"), "schema_invalid", "unexpected element"),
         (
             reponse("traitee", body='<issue xmlns="">favorable</issue>'),
             "schema_invalid",
@@ -277,3 +275,16 @@ def test_errors_never_echo_what_the_partner_wrote_about_the_visitor() -> None:
             LA_POSTE.from_response(value)
         for fragment in ("Marie", "Dupont", "+3361"):
             assert fragment not in caught.value.error
+
+
+def test_attributes_and_elements_la_poste_added_are_ignored_and_named() -> None:
+    read = LA_POSTE.read_response(
+        reponse(
+            "traitee",
+            attributes=' priorite="haute" canal="web"',
+            body="<note>x</note><issue>favorable</issue><agence><code>3</code></agence>"
+            '<autre xmlns="urn:other">y</autre>',
+        )
+    )
+    assert (read.answer.status, read.answer.outcome) == ("completed", "resolved")
+    assert read.unknown_fields == {"@priorite", "@canal", "note", "agence", "autre"}

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any
 
 from pimms_contracts.v1.common import CompletionOutcome, PartnerReportedStatus, RejectionReason
-from pimms_servicekit.messages import BadMessage, parse_json
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from pimms_partner_gateways.adapters.base import (
     BadPartnerMessage,
     CannotRender,
     check_reference,
+    check_reminder_number,
+    describe_errors,
+    json_document,
+    json_line,
     parse_partner_time,
     partner_time,
     quoted_word,
+    read_json_object,
+    safe_names,
 )
-from pimms_partner_gateways.domain.model import Dossier, PartnerAnswer, Referral
+from pimms_partner_gateways.domain.model import Dossier, PartnerAnswer, ReadAnswer, Referral
 
 MOTIFS_BY_CATEGORY = {"energy_bill": "DIFFICULTE_PAIEMENT"}
 URGENCES = {"high": "HAUTE", "normal": "NORMALE", "low": "BASSE"}
@@ -39,9 +43,23 @@ MOTIFS_DE_REFUS: dict[str, RejectionReason] = {
     "HORS_PERIMETRE": "out_of_scope",
     "DOUBLON": "duplicate",
 }
-_RESPONSE_FIELDS = frozenset(
-    {"reference", "statut", "motif", "resultat", "commentaire", "horodatage"}
-)
+Word = StrictStr
+
+
+class EdfReponse(BaseModel):
+    """An answer as EDF's specification lists it; other fields are ignored (tolerant reader)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    reference: StrictStr = Field(min_length=1, max_length=200)
+    statut: Word = Field(min_length=1)
+    horodatage: StrictStr
+    motif: Word | None = Field(default=None, min_length=1)
+    resultat: Word | None = Field(default=None, min_length=1)
+    commentaire: StrictStr | None = None
+
+
+RESPONSE_FIELDS = frozenset(EdfReponse.model_fields)
 
 
 class EdfAdapter:
@@ -51,110 +69,85 @@ class EdfAdapter:
 
     def to_referral(self, dossier: Dossier, referral: Referral) -> bytes:
         """The referral, field for field and in the order of EDF's specification."""
-        motif = MOTIFS_BY_CATEGORY.get(dossier.category)
-        if motif is None:
-            raise CannotRender(
-                "unsupported_category", f"EDF's format has no motif for {dossier.category}"
-            )
-        return _document(
-            {
-                "reference": referral.referral_id,
-                "dossierPimms": dossier.case_reference,
-                "dateDemande": dossier.submitted_at.isoformat(),
-                "motif": motif,
-                "urgence": URGENCES[dossier.urgency],
-                "client": {
-                    "nom": dossier.last_name.upper(),
-                    "prenom": dossier.first_name,
-                    "telephone": dossier.phone_for_partner,
-                    "email": dossier.email_for_partner,
-                    "codePostal": dossier.postal_code,
-                },
-                "pointAccueil": {"code": dossier.site_id, "mediateur": dossier.mediator_id},
-                "description": dossier.summary,
-            }
+        return json_document(_referral_fields(dossier, referral))
+
+    def to_reminder(self, dossier: Dossier, referral: Referral, *, number: int) -> bytes:
+        """The referral message again with `"relance": <n>` added."""
+        return json_document(
+            _referral_fields(dossier, referral), extra={"relance": check_reminder_number(number)}
         )
 
     def to_cancellation(self, referral: Referral, at: datetime) -> bytes:
         """`{"reference", "statut": "ANNULE", "horodatage"}`."""
-        message = {
-            "reference": referral.referral_id,
-            "statut": "ANNULE",
-            "horodatage": partner_time(at),
-        }
-        return json.dumps(message, ensure_ascii=False).encode()
+        return json_line(
+            {"reference": referral.referral_id, "statut": "ANNULE", "horodatage": partner_time(at)}
+        )
 
     def from_response(self, value: bytes | None) -> PartnerAnswer:
         """One of EDF's answers; BadPartnerMessage says precisely what is wrong with it."""
+        return self.read_response(value).answer
+
+    def read_response(self, value: bytes | None) -> ReadAnswer:
+        """One of EDF's answers and the names of the fields EDF added without telling us."""
+        data = read_json_object(value)
         try:
-            data = parse_json(value)
-        except BadMessage as bad:
-            raise BadPartnerMessage("not_json", bad.error) from None
-        if not isinstance(data, dict):
-            raise BadPartnerMessage("schema_invalid", "the message must be a JSON object")
-        unexpected = sorted(set(data) - _RESPONSE_FIELDS)
-        if unexpected:
-            names = ", ".join(quoted_word(name) for name in unexpected)
-            raise BadPartnerMessage("schema_invalid", f"unexpected field(s): {names}")
-        reference = check_reference(data.get("reference"), field="reference")
-        statut = _word(data, "statut", required=True)
-        assert statut is not None
-        reported_at = parse_partner_time(data.get("horodatage"), field="horodatage")
-        _optional_text(data, "commentaire")
-        motif = _word(data, "motif")
-        resultat = _word(data, "resultat")
-        status = STATUTS.get(statut)
+            reponse = EdfReponse.model_validate(data)
+        except ValidationError as exc:
+            raise BadPartnerMessage("schema_invalid", describe_errors(exc)) from None
+        reference = check_reference(reponse.reference, field="reference")
+        reported_at = parse_partner_time(reponse.horodatage, field="horodatage")
+        status = STATUTS.get(reponse.statut)
         if status is None:
             raise BadPartnerMessage(
                 "unknown_status",
-                f"statut {quoted_word(statut)} is not one of {', '.join(STATUTS)}",
+                f"statut {quoted_word(reponse.statut)} is not one of {', '.join(STATUTS)}",
             )
         outcome: CompletionOutcome | None = None
         reason: RejectionReason | None = None
         if status == "completed":
-            if resultat is None:
+            if reponse.resultat is None:
                 raise BadPartnerMessage("schema_invalid", "statut CLOS requires resultat")
-            outcome = RESULTATS.get(resultat)
+            outcome = RESULTATS.get(reponse.resultat)
             if outcome is None:
                 raise BadPartnerMessage(
                     "unknown_outcome",
-                    f"resultat {quoted_word(resultat)} is not one of {', '.join(RESULTATS)}",
+                    f"resultat {quoted_word(reponse.resultat)} is not one of "
+                    f"{', '.join(RESULTATS)}",
                 )
         elif status == "rejected":
-            reason = MOTIFS_DE_REFUS.get(motif or "", "other")
-        return PartnerAnswer(
+            reason = MOTIFS_DE_REFUS.get(reponse.motif or "", "other")
+        answer = PartnerAnswer(
             reference=reference,
             status=status,
             reported_at=reported_at,
             outcome=outcome,
             reason=reason,
         )
+        return ReadAnswer(answer=answer, unknown_fields=safe_names(set(data) - RESPONSE_FIELDS))
 
 
-def _document(fields: dict[str, Any]) -> bytes:
-    """One top-level field per line, nested objects on one line: the layout of the specification."""
-    lines = [
-        f"  {json.dumps(name)}: {json.dumps(value, ensure_ascii=False)}"
-        for name, value in fields.items()
-    ]
-    return ("{\n" + ",\n".join(lines) + "\n}").encode()
-
-
-def _word(data: dict[str, Any], field: str, *, required: bool = False) -> str | None:
-    value = data.get(field)
-    if value is None:
-        if required:
-            raise BadPartnerMessage("schema_invalid", f"{field} is missing")
-        return None
-    if not isinstance(value, str) or not value:
-        raise BadPartnerMessage("schema_invalid", f"{field} must be a non-empty string")
-    return value
-
-
-def _optional_text(data: dict[str, Any], field: str) -> None:
-    value = data.get(field)
-    if value is not None and not isinstance(value, str):
-        raise BadPartnerMessage("schema_invalid", f"{field} must be a string")
+def _referral_fields(dossier: Dossier, referral: Referral) -> dict[str, object]:
+    motif = MOTIFS_BY_CATEGORY.get(dossier.category)
+    if motif is None:
+        raise CannotRender(
+            "unsupported_category", f"EDF's format has no motif for {dossier.category}"
+        )
+    return {
+        "reference": referral.referral_id,
+        "dossierPimms": dossier.case_reference,
+        "dateDemande": dossier.submitted_at.isoformat(),
+        "motif": motif,
+        "urgence": URGENCES[dossier.urgency],
+        "client": {
+            "nom": dossier.last_name.upper(),
+            "prenom": dossier.first_name,
+            "telephone": dossier.phone_for_partner,
+            "email": dossier.email_for_partner,
+            "codePostal": dossier.postal_code,
+        },
+        "pointAccueil": {"code": dossier.site_id, "mediateur": dossier.mediator_id},
+        "description": dossier.summary,
+    }
 
 
 ADAPTER = EdfAdapter()

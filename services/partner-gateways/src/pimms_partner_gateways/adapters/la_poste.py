@@ -18,11 +18,13 @@ from pimms_contracts.v1.common import CompletionOutcome, PartnerReportedStatus, 
 from pimms_partner_gateways.adapters.base import (
     BadPartnerMessage,
     check_reference,
+    check_reminder_number,
     parse_partner_time,
     partner_time,
     quoted_word,
+    safe_names,
 )
-from pimms_partner_gateways.domain.model import Dossier, PartnerAnswer, Referral
+from pimms_partner_gateways.domain.model import Dossier, PartnerAnswer, ReadAnswer, Referral
 
 NAMESPACE = "urn:laposte:mediation:pimms:1"
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
@@ -57,24 +59,11 @@ class LaPosteAdapter:
 
     def to_referral(self, dossier: Dossier, referral: Referral) -> bytes:
         """The `<demande>`, byte for byte in the specification's layout."""
-        phone = dossier.phone_for_partner
-        lines = [
-            DECLARATION,
-            f"<demande xmlns={_attr(NAMESPACE)} reference={_attr(referral.referral_id)}"
-            f" dossier={_attr(dossier.case_reference)}"
-            f" horodatage={_attr(dossier.submitted_at.isoformat())}>",
-            "  <usager>",
-            f"    <nom>{_text(dossier.last_name)}</nom>",
-            f"    <prenom>{_text(dossier.first_name)}</prenom>",
-            *([f"    <telephone>{_text(phone)}</telephone>"] if phone is not None else []),
-            f"    <codePostal>{_text(dossier.postal_code)}</codePostal>",
-            "  </usager>",
-            f"  <objet priorite={_attr(PRIORITES[dossier.urgency])}>"
-            f"{_text(dossier.summary)}</objet>",
-            f"  <site code={_attr(dossier.site_id)} mediateur={_attr(dossier.mediator_id)}/>",
-            "</demande>",
-        ]
-        return "\n".join(lines).encode()
+        return _demande(dossier, referral, relance=None)
+
+    def to_reminder(self, dossier: Dossier, referral: Referral, *, number: int) -> bytes:
+        """The `<demande>` again with attribute `relance="<n>"`."""
+        return _demande(dossier, referral, relance=check_reminder_number(number))
 
     def to_cancellation(self, referral: Referral, at: datetime) -> bytes:
         """`<annulation xmlns="…" reference="…" horodatage="…"/>`, as a document of its own."""
@@ -86,23 +75,22 @@ class LaPosteAdapter:
 
     def from_response(self, value: bytes | None) -> PartnerAnswer:
         """One of La Poste's `<reponse>`s; BadPartnerMessage says precisely what is wrong."""
+        return self.read_response(value).answer
+
+    def read_response(self, value: bytes | None) -> ReadAnswer:
+        """A `<reponse>` and the names of attributes and elements La Poste added (`@name`)."""
         root = _parse(value)
         if root.tag != _name("reponse"):
             raise BadPartnerMessage(
                 "schema_invalid", f"the root element must be <reponse> in namespace {NAMESPACE}"
             )
-        unexpected = sorted(set(root.attrib) - _ATTRIBUTES)
-        if unexpected:
-            names = ", ".join(quoted_word(name) for name in unexpected)
-            raise BadPartnerMessage(
-                "schema_invalid", f"unexpected attribute(s) on <reponse>: {names}"
-            )
+        unknown = {f"@{name}" for name in safe_names(map(_local, set(root.attrib) - _ATTRIBUTES))}
         reference = check_reference(root.get("reference"), field="attribute reference")
         etat = root.get("etat")
         if not etat:
             raise BadPartnerMessage("schema_invalid", "attribute etat is missing")
         reported_at = parse_partner_time(root.get("horodatage"), field="attribute horodatage")
-        children = _children(root)
+        children, unknown_children = _children(root)
         status = ETATS.get(etat)
         if status is None:
             raise BadPartnerMessage(
@@ -122,13 +110,37 @@ class LaPosteAdapter:
                 )
         elif status == "rejected":
             reason = MOTIFS_DE_REJET.get(children.get("motif") or "", "other")
-        return PartnerAnswer(
+        answer = PartnerAnswer(
             reference=reference,
             status=status,
             reported_at=reported_at,
             outcome=outcome,
             reason=reason,
         )
+        return ReadAnswer(
+            answer=answer, unknown_fields=frozenset(unknown) | safe_names(unknown_children)
+        )
+
+
+def _demande(dossier: Dossier, referral: Referral, *, relance: int | None) -> bytes:
+    phone = dossier.phone_for_partner
+    reminder = f" relance={_attr(str(relance))}" if relance is not None else ""
+    lines = [
+        DECLARATION,
+        f"<demande xmlns={_attr(NAMESPACE)} reference={_attr(referral.referral_id)}"
+        f" dossier={_attr(dossier.case_reference)}"
+        f" horodatage={_attr(dossier.submitted_at.isoformat())}{reminder}>",
+        "  <usager>",
+        f"    <nom>{_text(dossier.last_name)}</nom>",
+        f"    <prenom>{_text(dossier.first_name)}</prenom>",
+        *([f"    <telephone>{_text(phone)}</telephone>"] if phone is not None else []),
+        f"    <codePostal>{_text(dossier.postal_code)}</codePostal>",
+        "  </usager>",
+        f"  <objet priorite={_attr(PRIORITES[dossier.urgency])}>{_text(dossier.summary)}</objet>",
+        f"  <site code={_attr(dossier.site_id)} mediateur={_attr(dossier.mediator_id)}/>",
+        "</demande>",
+    ]
+    return "\n".join(lines).encode()
 
 
 def _text(value: str) -> str:
@@ -163,23 +175,32 @@ def _parse(value: bytes | None) -> Element:
         raise BadPartnerMessage("malformed_xml", "the value is not readable XML") from None
 
 
-def _children(root: Element) -> dict[str, str]:
-    """The text of <issue>, <motif> and <commentaire>, each at most once, nothing else."""
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _children(root: Element) -> tuple[dict[str, str], set[str]]:
+    """The text of <issue>, <motif> and <commentaire>, each at most once; other elements' names."""
     found: dict[str, str] = {}
+    unknown: set[str] = set()
     for child in root:
-        local = child.tag.removeprefix(f"{{{NAMESPACE}}}") if isinstance(child.tag, str) else ""
-        if local not in _CHILDREN or child.tag != _name(local):
+        if not isinstance(child.tag, str):
+            continue  # comments and processing instructions
+        local = _local(child.tag)
+        if local in _CHILDREN and child.tag != _name(local):
             raise BadPartnerMessage(
                 "schema_invalid",
-                f"unexpected element {quoted_word(local)} in <reponse> "
-                "(expected issue, motif or commentaire in its namespace)",
+                f"element {quoted_word(local)} in <reponse> must be in namespace {NAMESPACE}",
             )
+        if local not in _CHILDREN:
+            unknown.add(local)
+            continue
         if local in found:
             raise BadPartnerMessage("schema_invalid", f"<{local}> appears more than once")
         if len(child) or child.attrib:
             raise BadPartnerMessage("schema_invalid", f"<{local}> must contain text only")
         found[local] = (child.text or "").strip()
-    return found
+    return found, unknown
 
 
 ADAPTER = LaPosteAdapter()

@@ -1,26 +1,48 @@
 """Which partners the gateway can reach: the directory's data joined with adapters and transports.
 
-Adding a partner: its format module under adapters/, one line in FORMATS, its entry in the
-directory file, and its golden-file tests. A partner whose format or transport has no plugin yet is
-known but unreachable: its referrals fail with `no_adapter` rather than being guessed.
+Adding a partner: its format module under adapters/, one line in `build_adapter`, its entry in the
+directory file, and its golden-file tests; a `mapped-json` partner needs only its directory entry.
+A partner whose format or transport has no plugin yet is known but unreachable: its referrals fail
+with `no_adapter` rather than being guessed.
+
+`FORMATS` is what the current wiring reaches (Kafka feeds in EDF's and La Poste's formats);
+`build_adapter` knows every format, and `PartnerNetwork(directory, adapter_for=build_adapter)`
+reaches them all once the file-drop and webhook transports are wired.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from pimms_contracts.partners import KafkaTransport, Partner, PartnerDirectory
 
-from pimms_partner_gateways.adapters import edf, la_poste
+from pimms_partner_gateways.adapters import eau_grand_lyon, edf, la_poste, prefecture, sncf
 from pimms_partner_gateways.adapters.base import PartnerAdapter
+from pimms_partner_gateways.adapters.mapped_json import MAPPED_JSON, MappedJsonAdapter
 from pimms_partner_gateways.transports.base import PartnerTransport
 from pimms_partner_gateways.transports.kafka import KafkaFeed
 
 FORMATS: Mapping[str, PartnerAdapter] = {
     adapter.format: adapter for adapter in (edf.ADAPTER, la_poste.ADAPTER)
 }
+FIXED_FORMATS: Mapping[str, PartnerAdapter] = {
+    adapter.format: adapter
+    for adapter in (edf.ADAPTER, la_poste.ADAPTER, eau_grand_lyon.ADAPTER, sncf.ADAPTER)
+}
+
+
+def build_adapter(partner: Partner) -> PartnerAdapter | None:
+    """The format plugin for a directory entry, configured by its data; None if there is none."""
+    if partner.format == MAPPED_JSON and partner.mapping is not None:
+        return MappedJsonAdapter(partner_id=partner.id, mapping=partner.mapping)
+    if partner.format == prefecture.ADAPTER.format:
+        return prefecture.PrefectureAdapter(
+            checklist=partner.required_documents or prefecture.CHECKLIST
+        )
+    return FIXED_FORMATS.get(partner.format)
+
 
 Unreachable = Literal["unknown_partner", "no_adapter"]
 
@@ -53,17 +75,23 @@ class PartnerNetwork:
     """The partner directory, as far as the gateway has adapters for it."""
 
     def __init__(
-        self, directory: PartnerDirectory, formats: Mapping[str, PartnerAdapter] = FORMATS
+        self,
+        directory: PartnerDirectory,
+        formats: Mapping[str, PartnerAdapter] = FORMATS,
+        *,
+        adapter_for: Callable[[Partner], PartnerAdapter | None] | None = None,
     ) -> None:
         self.directory = directory
         self.formats = formats
+        self._adapter_for = adapter_for or (lambda partner: formats.get(partner.format))
+        self._adapters = {p.id: self._adapter_for(p) for p in directory.partners}
 
     def reach(self, partner_id: str) -> PartnerLink | Unreachable:
         """How to talk to this partner, or why the gateway cannot."""
         partner = self.directory.get(partner_id)
         if partner is None:
             return "unknown_partner"
-        adapter = self.formats.get(partner.format)
+        adapter = self._adapters.get(partner_id)
         transport = _transport(partner)
         if adapter is None or transport is None:
             return "no_adapter"
@@ -73,7 +101,7 @@ class PartnerNetwork:
         """Partners on a Kafka feed with a format adapter: their topics are read and written."""
         found = []
         for partner in self.directory.partners:
-            adapter = self.formats.get(partner.format)
+            adapter = self._adapters.get(partner.id)
             if adapter is not None and isinstance(partner.transport, KafkaTransport):
                 found.append(
                     KafkaPartner(

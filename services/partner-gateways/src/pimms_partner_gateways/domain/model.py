@@ -146,3 +146,29 @@ class PartnerAnswer:
     outcome: CompletionOutcome | None = None
     reason: RejectionReason | None = None
     missing_documents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAnswer:
+    """A partner's answer as read, with the names of the fields its format does not list.
+
+    Unknown fields are tolerated (specs/partners.md, tolerant reader): the caller logs their names,
+    never their values, once per partner (`UnknownFieldNames.first_seen`).
+    """
+
+    answer: PartnerAnswer
+    unknown_fields: frozenset[str] = frozenset()
+
+
+class UnknownFieldNames:
+    """Which unknown field names were already reported, per partner (report each one once)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, set[str]] = {}
+
+    def first_seen(self, *, partner_id: str, names: frozenset[str]) -> frozenset[str]:
+        """The names among `names` never reported for this partner; they count as reported now."""
+        seen = self._seen.setdefault(partner_id, set())
+        new = frozenset(names - seen)
+        seen.update(new)
+        return new
