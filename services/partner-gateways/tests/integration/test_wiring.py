@@ -254,9 +254,7 @@ async def test_documents_added_before_the_referral_are_taken_into_account(
     )
     await gateway.publish(topics.INTAKE_CASES, added, key=str(case.case_id))
     async with gateway.runtime.database.transaction() as session:
-        from pimms_partner_gateways.adapters.repository import GatewayRepository
-
-        stored = await GatewayRepository(session).dossier(str(case.case_id))
+        stored = await gateway.runtime.pipeline.repositories(session).dossier(str(case.case_id))
     assert stored is not None
     assert stored.documents == ("id_card", "last_bill", "tax_notices")
 

@@ -2,12 +2,14 @@
 
 Adding a partner: its format module under adapters/, one line in FORMATS, its entry in the
 directory file, and its golden-file tests. A partner whose format or transport has no plugin yet is
-known but unreachable: its referrals fail with `no_adapter` rather than being guessed.
+known but unreachable: its referrals fail with `no_adapter` rather than being guessed. A file-drop
+or webhook partner is reachable once its dispatcher (a `Destination` named `partner:<id>`) is
+registered: `PartnerNetwork(directory, dispatched={"sncf"})`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,6 +18,7 @@ from pimms_contracts.partners import KafkaTransport, Partner, PartnerDirectory
 from pimms_partner_gateways.adapters import edf, la_poste
 from pimms_partner_gateways.adapters.base import PartnerAdapter
 from pimms_partner_gateways.transports.base import PartnerTransport
+from pimms_partner_gateways.transports.dispatched import DispatchedTransport
 from pimms_partner_gateways.transports.kafka import KafkaFeed
 
 FORMATS: Mapping[str, PartnerAdapter] = {
@@ -53,10 +56,15 @@ class PartnerNetwork:
     """The partner directory, as far as the gateway has adapters for it."""
 
     def __init__(
-        self, directory: PartnerDirectory, formats: Mapping[str, PartnerAdapter] = FORMATS
+        self,
+        directory: PartnerDirectory,
+        formats: Mapping[str, PartnerAdapter] = FORMATS,
+        *,
+        dispatched: Collection[str] = (),
     ) -> None:
         self.directory = directory
         self.formats = formats
+        self.dispatched = frozenset(dispatched)
 
     def reach(self, partner_id: str) -> PartnerLink | Unreachable:
         """How to talk to this partner, or why the gateway cannot."""
@@ -64,7 +72,7 @@ class PartnerNetwork:
         if partner is None:
             return "unknown_partner"
         adapter = self.formats.get(partner.format)
-        transport = _transport(partner)
+        transport = _transport(partner, dispatched=self.dispatched)
         if adapter is None or transport is None:
             return "no_adapter"
         return PartnerLink(partner=partner, adapter=adapter, transport=transport)
@@ -86,8 +94,11 @@ class PartnerNetwork:
         return found
 
 
-def _transport(partner: Partner) -> PartnerTransport | None:
-    """The transport plugin for the partner's transport kind (file drop and webhook: not yet)."""
-    if isinstance(partner.transport, KafkaTransport):
-        return KafkaFeed(topic=partner.transport.referrals_topic)
+def _transport(partner: Partner, *, dispatched: frozenset[str]) -> PartnerTransport | None:
+    """The transport plugin for the partner (file drop and webhook: when it has a dispatcher)."""
+    transport = partner.transport
+    if isinstance(transport, KafkaTransport):
+        return KafkaFeed(topic=transport.referrals_topic)
+    if partner.id in dispatched:
+        return DispatchedTransport(partner_id=partner.id, kind=transport.kind)
     return None
