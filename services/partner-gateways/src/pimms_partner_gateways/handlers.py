@@ -56,9 +56,11 @@ class DeliveryHook(Hook):
 @handles(IntakeCaseOpened)
 async def store_dossier(event: IntakeCaseOpened, uow: Uow) -> None:
     """Intake opened a case: keep what partners need, then send the referrals that waited for it."""
+    case_id = str(event.case_id)
     if await uow.repos.add_dossier(dossier_from_case(event), at=uow.now()):
         uow.log("dossier.stored", case_reference=event.case_reference)
-    await uow.release(key=str(event.case_id))
+    if await uow.repos.has_waiting_referrals(case_id):
+        await uow.release(key=case_id)
 
 
 @handles(IntakeDocumentsAdded)

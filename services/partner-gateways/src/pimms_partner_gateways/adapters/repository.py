@@ -54,6 +54,7 @@ class GatewayRepos:
         self._dossiers: dict[str, Dossier | None] = {}
         self._deliveries: dict[str, Delivery | None] = {}
         self._reports: dict[str, PartnerReport | None] = {}
+        self._waiting: dict[str, bool] = {}  # by case: has referrals parked for its dossier
         self._new_dossiers: dict[str, dict[str, Any]] = {}
         self._documents: dict[str, dict[str, Any]] = {}
         self._new_deliveries: dict[str, dict[str, Any]] = {}
@@ -68,9 +69,13 @@ class GatewayRepos:
         case_ids: set[str] = set()
         referral_ids: set[str] = set()
         report_ids: set[str] = set()
+        opened: set[str] = set()
         for payload in payloads:
             match payload:
-                case IntakeCaseOpened() | IntakeDocumentsAdded():
+                case IntakeCaseOpened():
+                    case_ids.add(str(payload.case_id))
+                    opened.add(str(payload.case_id))
+                case IntakeDocumentsAdded():
                     case_ids.add(str(payload.case_id))
                 case ReferralRequested():
                     case_ids.add(str(payload.case_id))
@@ -84,6 +89,7 @@ class GatewayRepos:
         await self._load_dossiers(case_ids)
         await self._load_deliveries(referral_ids)
         await self._load_reports(report_ids)
+        await self._load_waiting(opened)
 
     async def flush(self) -> None:
         """Write what the handlers changed, in bulk (called before the commit)."""
@@ -155,6 +161,12 @@ class GatewayRepos:
 
     # --- deliveries ---
 
+    async def has_waiting_referrals(self, case_id: str) -> bool:
+        """Whether referrals of this case wait (parked) for its dossier."""
+        if case_id not in self._waiting:
+            await self._load_waiting({case_id})
+        return self._waiting[case_id]
+
     async def delivery(self, referral_id: str) -> Delivery | None:
         """The gateway's record of a referral, if any."""
         if not _could_be_id(referral_id):
@@ -181,6 +193,8 @@ class GatewayRepos:
             stamps["cancelled_at"] = at
         elif status is DeliveryStatus.FAILED:
             stamps.update(failed_at=at, failure_reason=_failure_reason(failure_reason))
+        if status is DeliveryStatus.REQUESTED:
+            self._waiting[referral.case_id] = True
         if existing is None:
             self._deliveries[referral.referral_id] = Delivery(
                 referral_id=referral.referral_id,
@@ -216,7 +230,11 @@ class GatewayRepos:
         """
         if kind == "reminder":
             return True  # each reminder is a message of its own
-        column = deliveries.c.delivered_at if kind == "referral" else deliveries.c.cancellation_delivered_at
+        column = (
+            deliveries.c.delivered_at
+            if kind == "referral"
+            else deliveries.c.cancellation_delivered_at
+        )
         values: dict[Any, Any] = {column: at, deliveries.c.updated_at: at}
         if kind == "referral":  # a referral cancelled meanwhile stays cancelled
             values[deliveries.c.status] = _status_if(
@@ -284,7 +302,9 @@ class GatewayRepos:
     def report_dead_lettered(self, report: PartnerReport, *, at: datetime) -> None:
         """The report's partner record went to dead letters: never twice."""
         self._reports[report.report_id] = dataclasses.replace(report, dead_lettered=True)
-        self._dead_lettered_reports.append({"b_report_id": report.report_id, "dead_lettered_at": at})
+        self._dead_lettered_reports.append(
+            {"b_report_id": report.report_id, "dead_lettered_at": at}
+        )
 
     # --- loading ---
 
@@ -322,6 +342,21 @@ class GatewayRepos:
             self._reports.update({r.report_id: _report(r) for r in rows})
         for report_id in wanted:
             self._reports.setdefault(report_id, None)
+
+    async def _load_waiting(self, case_ids: Iterable[str]) -> None:
+        wanted = sorted(c for c in case_ids if c not in self._waiting)
+        for chunk in _chunks(wanted):
+            rows = await self.session.execute(
+                select(deliveries.c.case_id)
+                .where(
+                    deliveries.c.case_id.in_(chunk),
+                    deliveries.c.status == DeliveryStatus.REQUESTED.value,
+                )
+                .distinct()
+            )
+            self._waiting.update({r.case_id: True for r in rows})
+        for case_id in wanted:
+            self._waiting.setdefault(case_id, False)
 
     def _change(self, referral_id: str, stamps: dict[str, Any]) -> None:
         new = self._new_deliveries.get(referral_id)
