@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Sequence
 from pathlib import Path
 
 from faststream import FastStream
@@ -11,54 +11,54 @@ from pimms_contracts.partners import load_directory
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeDocumentsAdded
 from pimms_contracts.v1.lifecycle import ReferralCancelled, ReferralRequested
 from pimms_servicekit.clock import Clock
-from pimms_servicekit.pipeline import EventRoute
+from pimms_servicekit.effects import Destination
+from pimms_servicekit.routing import EventDecoder
 from pimms_servicekit.runtime import ServiceRuntime
 
 from pimms_partner_gateways import handlers
 from pimms_partner_gateways.adapters.registry import PartnerNetwork
+from pimms_partner_gateways.adapters.repository import GatewayRepos
 from pimms_partner_gateways.settings import GatewaySettings
-from pimms_partner_gateways.transports.kafka_responses import PartnerResponsesRoute
+from pimms_partner_gateways.transports.dispatched import destination_partner
+from pimms_partner_gateways.transports.kafka_responses import PartnerResponsesDecoder
+from pimms_partner_gateways.transports.refusals import RefusalsDecoder
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def build_runtime(
-    settings: GatewaySettings | None = None, *, clock: Clock | None = None
-) -> ServiceRuntime:
-    """The gateway's runtime with its routes and its delivery hook (tests use it directly)."""
+    settings: GatewaySettings | None = None,
+    *,
+    clock: Clock | None = None,
+    destinations: Sequence[Destination] = (),
+) -> ServiceRuntime[GatewayRepos]:
+    """The gateway's runtime with what it reads, its partners' dispatchers and its hooks.
+
+    `destinations`: the dispatchers of file-drop and webhook partners, named `partner:<id>`.
+    """
     settings = settings or GatewaySettings.load()
-    partners = PartnerNetwork(load_directory(settings.partner_directory))
+    dispatched = {p for d in destinations if (p := destination_partner(d.name)) is not None}
+    partners = PartnerNetwork(load_directory(settings.partner_directory), dispatched=dispatched)
     kafka_partners = partners.kafka_partners()
     runtime = ServiceRuntime(
         settings=settings,
         migrations_dir=MIGRATIONS,
+        handlers=handlers.handles,
+        repositories=lambda session: GatewayRepos(session, partners=partners),
+        hooks=handlers.hooks,
         clock=clock,
         produces=[topics.PARTNER_REPORTS, *(p.referrals_topic for p in kafka_partners)],
     )
-    runtime.pipeline.route(
-        topics.INTAKE_CASES,
-        EventRoute(
-            {
-                IntakeCaseOpened: handlers.store_dossier,
-                IntakeDocumentsAdded: handlers.update_documents,
-            }
-        ),
-    )
-    runtime.pipeline.route(
-        topics.CASES,
-        EventRoute(
-            {
-                ReferralRequested: functools.partial(handlers.request_referral, partners=partners),
-                ReferralCancelled: functools.partial(handlers.cancel_referral, partners=partners),
-            }
-        ),
-    )
-    for partner in kafka_partners:
-        runtime.pipeline.route(
+    runtime.consume(topics.INTAKE_CASES, EventDecoder(IntakeCaseOpened, IntakeDocumentsAdded))
+    runtime.consume(topics.CASES, EventDecoder(ReferralRequested, ReferralCancelled))
+    runtime.consume(topics.REFERRAL_ALERTS, RefusalsDecoder())
+    for partner in kafka_partners:  # their dead letters (`<responses>.dlt`) are the gateway's
+        runtime.consume(
             partner.responses_topic,
-            PartnerResponsesRoute(partner_id=partner.partner_id, adapter=partner.adapter),
+            PartnerResponsesDecoder(partner_id=partner.partner_id, adapter=partner.adapter),
         )
-    runtime.on_sent(handlers.DELIVERY_HOOK, handlers.partner_delivered)
+    for destination in destinations:
+        runtime.deliver_to(destination)
     return runtime
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import ClassVar
 from uuid import UUID
 
 from pimms_contracts import topics
@@ -16,88 +15,103 @@ from pimms_contracts.v1.internal import (
     PartnerStatusReported,
 )
 from pimms_contracts.v1.lifecycle import ReferralCancelled, ReferralRequested
-from pimms_servicekit.logging import get_logger
+from pimms_servicekit.dead_letters import Original
+from pimms_servicekit.hooks import Hook, Hooks, Outcome
 from pimms_servicekit.messages import b64
-from pimms_servicekit.outbox import OutboxBuffer
-from pimms_servicekit.pipeline import MessageContext
-from sqlalchemy.ext.asyncio import AsyncSession
+from pimms_servicekit.routing import Handlers
+from pimms_servicekit.unit_of_work import UnitOfWork
 
 from pimms_partner_gateways.adapters.base import CannotRender
-from pimms_partner_gateways.adapters.registry import PartnerLink, PartnerNetwork
-from pimms_partner_gateways.adapters.repository import GatewayRepository
+from pimms_partner_gateways.adapters.registry import PartnerLink
+from pimms_partner_gateways.adapters.repository import GatewayRepos
 from pimms_partner_gateways.domain.model import (
     DeliveryStatus,
-    PartnerAnswer,
     Referral,
     answers_for,
     decide_cancellation,
     decide_request,
     dossier_from_case,
 )
+from pimms_partner_gateways.transports.base import MessageKind, PartnerMessage, TransportKind
+from pimms_partner_gateways.transports.kafka_responses import PartnerAnswerReceived
+from pimms_partner_gateways.transports.refusals import ReportRefused
 
-DELIVERY_HOOK = "partner_delivery"
+Uow = UnitOfWork[GatewayRepos]
 
-log = get_logger("pimms.partner_gateways")
+handles: Handlers[GatewayRepos] = Handlers()
+hooks: Hooks[GatewayRepos] = Hooks()
 
 
-async def store_dossier(event: IntakeCaseOpened, ctx: MessageContext) -> None:
+class DeliveryHook(Hook):
+    """What to record once a partner's transport has (or could not take) a message."""
+
+    name: ClassVar[str] = "partner_delivery"
+    case_id: str
+    referral_id: str
+    partner_id: str
+    kind: MessageKind
+    transport: TransportKind
+
+
+@handles(IntakeCaseOpened)
+async def store_dossier(event: IntakeCaseOpened, uow: Uow) -> None:
     """Intake opened a case: keep what partners need, then send the referrals that waited for it."""
-    repo = GatewayRepository(ctx.session)
-    if await repo.add_dossier(dossier_from_case(event), at=ctx.now()):
-        ctx.log("dossier.stored", case_reference=event.case_reference)
-    await ctx.replay(await ctx.unpark(key=str(event.case_id)))
+    case_id = str(event.case_id)
+    if await uow.repos.add_dossier(dossier_from_case(event), at=uow.now()):
+        uow.log("dossier.stored", case_reference=event.case_reference)
+    if await uow.repos.has_waiting_referrals(case_id):
+        await uow.release(key=case_id)
 
 
-async def update_documents(event: IntakeDocumentsAdded, ctx: MessageContext) -> None:
+@handles(IntakeDocumentsAdded)
+async def update_documents(event: IntakeDocumentsAdded, uow: Uow) -> None:
     """The visitor brought more documents: the dossier holds the whole set now."""
-    repo = GatewayRepository(ctx.session)
-    if await repo.set_documents(str(event.case_id), tuple(event.documents), at=ctx.now()):
-        ctx.log("dossier.documents_updated", documents=list(event.documents))
+    if await uow.repos.set_documents(str(event.case_id), tuple(event.documents), at=uow.now()):
+        uow.log("dossier.documents_updated", documents=list(event.documents))
     else:
-        ctx.log("dossier.unknown", level="warning", case_reference=event.case_reference)
+        uow.log("dossier.unknown", level="warning", case_reference=event.case_reference)
 
 
-async def request_referral(
-    event: ReferralRequested, ctx: MessageContext, *, partners: PartnerNetwork
-) -> None:
+@handles(ReferralRequested)
+async def request_referral(event: ReferralRequested, uow: Uow) -> None:
     """Referrals routed the need to a partner: send it in the partner's format, once."""
-    repo = GatewayRepository(ctx.session)
+    repo = uow.repos
     referral = Referral(
         referral_id=str(event.referral_id), case_id=str(event.case_id), partner_id=event.partner_id
     )
-    ctx.alias(referral.referral_id)
+    uow.alias(referral.referral_id)
     existing = await repo.delivery(referral.referral_id)
     dossier = await repo.dossier(referral.case_id)
     decision = decide_request(existing, has_dossier=dossier is not None)
     if decision == "already_handled":
         assert existing is not None
-        ctx.log(
+        uow.log(
             "referral.already_handled",
             referral_id=referral.referral_id,
             partner_id=existing.partner_id,
             delivery_status=existing.status.value,
         )
         return
-    now = ctx.now()
+    now = uow.now()
     if decision == "wait_for_dossier":
         await repo.record(
-            referral, DeliveryStatus.REQUESTED, correlation_id=ctx.correlation_id, at=now
+            referral, DeliveryStatus.REQUESTED, correlation_id=uow.correlation_id, at=now
         )
-        await ctx.park(key=referral.case_id, reason="waiting for the dossier")
+        await uow.park(key=referral.case_id, reason="waiting for the dossier")
         return
     assert dossier is not None
-    link = partners.reach(referral.partner_id)
+    link = repo.partners.reach(referral.partner_id)
     if isinstance(link, str):
-        await _fail(ctx, repo, referral, reason=link)
+        await _fail(uow, referral, reason=link)
         return
     try:
         payload = link.adapter.to_referral(dossier, referral)
     except CannotRender as exc:
-        await _fail(ctx, repo, referral, reason=exc.reason)
+        await _fail(uow, referral, reason=exc.reason)
         return
-    _send(ctx, link, referral, payload=payload, kind="referral")
-    await repo.record(referral, DeliveryStatus.SENT, correlation_id=ctx.correlation_id, at=now)
-    ctx.log(
+    _send(uow, link, referral, payload=payload, kind="referral")
+    await repo.record(referral, DeliveryStatus.SENT, correlation_id=uow.correlation_id, at=now)
+    uow.log(
         "referral.sent_to_partner",
         referral_id=referral.referral_id,
         partner_id=referral.partner_id,
@@ -105,17 +119,16 @@ async def request_referral(
     )
 
 
-async def cancel_referral(
-    event: ReferralCancelled, ctx: MessageContext, *, partners: PartnerNetwork
-) -> None:
+@handles(ReferralCancelled)
+async def cancel_referral(event: ReferralCancelled, uow: Uow) -> None:
     """A referral is withdrawn: tell the partner if it has it; otherwise make sure it never does."""
-    repo = GatewayRepository(ctx.session)
+    repo = uow.repos
     existing = await repo.delivery(str(event.referral_id))
     decision = decide_cancellation(existing)
     if decision == "already_cancelled":
-        ctx.log("referral.already_cancelled", referral_id=str(event.referral_id))
+        uow.log("referral.already_cancelled", referral_id=str(event.referral_id))
         return
-    now = ctx.now()
+    now = uow.now()
     referral = (
         existing.referral
         if existing is not None
@@ -125,20 +138,20 @@ async def cancel_referral(
             partner_id=event.partner_id,
         )
     )
-    await repo.record(referral, DeliveryStatus.CANCELLED, correlation_id=ctx.correlation_id, at=now)
+    await repo.record(referral, DeliveryStatus.CANCELLED, correlation_id=uow.correlation_id, at=now)
     if decision == "withdraw_unsent":
-        # A referral still waiting for its dossier is parked: replaying the parking now drops it
+        # A referral still waiting for its dossier is parked: releasing the parking now drops it
         # (it is cancelled) and parks the case's other referrals again.
-        await ctx.replay(await ctx.unpark(key=referral.case_id))
-        ctx.log(
+        await uow.release(key=referral.case_id)
+        uow.log(
             "referral.cancelled_before_sending",
             referral_id=referral.referral_id,
             partner_id=referral.partner_id,
         )
         return
-    link = partners.reach(referral.partner_id)
+    link = repo.partners.reach(referral.partner_id)
     if isinstance(link, str):
-        ctx.log(
+        uow.log(
             "referral.cancellation_not_sent",
             level="warning",
             referral_id=referral.referral_id,
@@ -146,36 +159,30 @@ async def cancel_referral(
             reason=link,
         )
         return
-    _send(
-        ctx,
-        link,
-        referral,
-        payload=link.adapter.to_cancellation(referral, now),
-        kind="cancellation",
-    )
-    await repo.record_cancellation_sent(referral.referral_id, at=now)
-    ctx.log(
+    payload = link.adapter.to_cancellation(referral, now)
+    _send(uow, link, referral, payload=payload, kind="cancellation")
+    repo.record_cancellation_sent(referral.referral_id, at=now)
+    uow.log(
         "referral.cancellation_sent",
         referral_id=referral.referral_id,
         partner_id=referral.partner_id,
     )
 
 
-async def report_partner_status(
-    answer: PartnerAnswer, ctx: MessageContext, *, partner_id: str
-) -> None:
+@handles(PartnerAnswerReceived)
+async def report_partner_status(received: PartnerAnswerReceived, uow: Uow) -> None:
     """A partner answered about one of its referrals: tell referrals, in the platform's words."""
-    repo = GatewayRepository(ctx.session)
+    repo, answer, partner_id = uow.repos, received.answer, received.partner_id
     delivery = await repo.delivery(answer.reference)
     if delivery is None or not answers_for(delivery, partner_id=partner_id):
-        ctx.dead_letter(
+        uow.dead_letter(
             reason="unknown_reference",
             error=f"no referral with this reference was sent to {partner_id}",
         )
         return
-    ctx.set_case(delivery.case_id, correlation_id=delivery.correlation_id)
-    incoming = ctx.incoming
-    ctx.emit(
+    uow.about_case(delivery.case_id, correlation_id=delivery.correlation_id)
+    now = uow.now()
+    report = uow.emit(
         PartnerStatusReported(
             case_id=UUID(delivery.case_id),
             referral_id=UUID(delivery.referral_id),
@@ -185,20 +192,21 @@ async def report_partner_status(
             reason=answer.reason,
             missing_documents=answer.missing_documents,
             reported_at=answer.reported_at,
-            received_at=ctx.now(),
-            source=PartnerMessageRef(
-                topic=incoming.topic,
-                partition=incoming.partition,
-                offset=incoming.offset,
-                key_b64=b64(incoming.key),
-                value_b64=b64(incoming.value),
-            ),
+            received_at=now,
+            source=_message_ref(received.original),  # until the contract drops it
         ),
         topic=topics.PARTNER_REPORTS,
         key=delivery.case_id,
         detail=f"{partner_id} {answer.status}",
     )
-    ctx.log(
+    repo.keep_report(
+        report_id=report.id,
+        referral_id=delivery.referral_id,
+        partner_id=partner_id,
+        original=received.original,
+        at=now,
+    )
+    uow.log(
         "partner.status_reported",
         referral_id=delivery.referral_id,
         partner_id=partner_id,
@@ -209,88 +217,132 @@ async def report_partner_status(
     )
 
 
-async def partner_delivered(
-    session: AsyncSession, follow_ups: OutboxBuffer, data: dict[str, Any], sent_at: datetime
-) -> None:
-    """The relay's on_sent hook: the partner's transport has the message, so it is transmitted."""
-    kind = data["kind"]
-    repo = GatewayRepository(session)
-    if not await repo.mark_delivered(data["referral_id"], kind=kind, at=sent_at):
+@handles(ReportRefused)
+async def dead_letter_refused_report(refused: ReportRefused, uow: Uow) -> None:
+    """Referrals could not apply a partner's report: its original record goes to dead letters."""
+    event = refused.event
+    report = await uow.repos.report(refused.report_id) if refused.report_id else None
+    if report is None or report.dead_lettered:
+        uow.log(
+            "partner.refused_report_not_dead_lettered",
+            level="warning",
+            referral_id=str(event.referral_id),
+            partner_id=event.partner_id,
+            why="already dead-lettered" if report is not None else "unknown report",
+        )
+        return
+    uow.dead_letter(
+        reason=event.reason,
+        error=(
+            f"{event.partner_id} reported {event.reported_status} but referral "
+            f"{event.referral_id} is {event.current_status}"
+        ),
+        original=report.original,
+    )
+    uow.repos.report_dead_lettered(report, at=uow.now())
+
+
+@hooks.delivered(DeliveryHook)
+async def partner_delivered(data: DeliveryHook, outcome: Outcome, uow: Uow) -> None:
+    """The partner's transport has the message (Kafka acked it): it is transmitted."""
+    if not await uow.repos.mark_delivered(data.referral_id, kind=data.kind, at=outcome.at):
         return  # already recorded: the message was published again after a fault
-    follow_ups.event(
+    uow.emit(
         PartnerDelivered(
-            case_id=UUID(data["case_id"]),
-            referral_id=UUID(data["referral_id"]),
-            partner_id=data["partner_id"],
-            kind=kind,
-            transport=data.get("transport", "kafka"),
-            delivered_at=sent_at,
+            case_id=UUID(data.case_id),
+            referral_id=UUID(data.referral_id),
+            partner_id=data.partner_id,
+            kind=data.kind,
+            transport=data.transport,
+            delivered_at=outcome.at,
         ),
         topic=topics.PARTNER_REPORTS,
-        key=data["case_id"],
-        case_id=data["case_id"],
-        correlation_id=data.get("correlation_id"),
-        causation_id=data.get("causation_id"),
-        detail=f"{data['partner_id']} {kind} delivered",
+        key=data.case_id,
+        detail=f"{data.partner_id} {data.kind} delivered",
     )
-    log.info(
-        "referral.transmitted" if kind == "referral" else f"referral.{kind}_transmitted",
-        case_id=data["case_id"],
-        correlation_id=data.get("correlation_id"),
-        referral_id=data["referral_id"],
-        partner_id=data["partner_id"],
+    uow.log(
+        "referral.transmitted" if data.kind == "referral" else f"referral.{data.kind}_transmitted",
+        referral_id=data.referral_id,
+        partner_id=data.partner_id,
     )
+
+
+@hooks.failed(DeliveryHook)
+async def partner_delivery_failed(data: DeliveryHook, outcome: Outcome, uow: Uow) -> None:
+    """The partner's dispatcher gave up: a referral is reported failed, a cancellation logged."""
+    reason = outcome.reason or "delivery_failed"
+    if data.kind != "referral" or not await uow.repos.mark_failed(
+        data.referral_id, reason=reason, at=outcome.at
+    ):
+        uow.log(
+            f"referral.{data.kind}_not_delivered",
+            level="warning",
+            referral_id=data.referral_id,
+            partner_id=data.partner_id,
+            reason=reason,
+        )
+        return
+    _report_failure(uow, data.case_id, data.referral_id, data.partner_id, reason=reason)
 
 
 def _send(
-    ctx: MessageContext, link: PartnerLink, referral: Referral, *, payload: bytes, kind: str
+    uow: Uow, link: PartnerLink, referral: Referral, *, payload: bytes, kind: MessageKind
 ) -> None:
     link.transport.send(
-        ctx,
-        key=referral.referral_id,
-        payload=payload,
-        event_type=f"partner.{link.partner_id}.{kind}",
-        detail=f"{link.partner_id} {kind}",
-        on_sent={
-            "hook": DELIVERY_HOOK,
-            "case_id": referral.case_id,
-            "referral_id": referral.referral_id,
-            "partner_id": link.partner_id,
-            "kind": kind,
-            "transport": link.transport.kind,
-            "correlation_id": ctx.correlation_id,
-            "causation_id": ctx.incoming.message_id,
-        },
+        uow,
+        PartnerMessage(
+            partner_id=link.partner_id, kind=kind, key=referral.referral_id, payload=payload
+        ),
+        hook=DeliveryHook(
+            case_id=referral.case_id,
+            referral_id=referral.referral_id,
+            partner_id=link.partner_id,
+            kind=kind,
+            transport=link.transport.kind,
+        ),
     )
 
 
-async def _fail(
-    ctx: MessageContext, repo: GatewayRepository, referral: Referral, *, reason: str
-) -> None:
-    now = ctx.now()
-    await repo.record(
+async def _fail(uow: Uow, referral: Referral, *, reason: str) -> None:
+    await uow.repos.record(
         referral,
         DeliveryStatus.FAILED,
-        correlation_id=ctx.correlation_id,
-        at=now,
+        correlation_id=uow.correlation_id,
+        at=uow.now(),
         failure_reason=reason,
     )
-    ctx.emit(
+    _report_failure(uow, referral.case_id, referral.referral_id, referral.partner_id, reason=reason)
+
+
+def _report_failure(
+    uow: Uow, case_id: str, referral_id: str, partner_id: str, *, reason: str
+) -> None:
+    uow.emit(
         PartnerDeliveryFailed(
-            case_id=UUID(referral.case_id),
-            referral_id=UUID(referral.referral_id),
-            partner_id=referral.partner_id,
+            case_id=UUID(case_id),
+            referral_id=UUID(referral_id),
+            partner_id=partner_id,
             reason=reason,
-            failed_at=now,
+            failed_at=uow.now(),
         ),
         topic=topics.PARTNER_REPORTS,
-        key=referral.case_id,
-        detail=f"{referral.partner_id} {reason}",
+        key=case_id,
+        detail=f"{partner_id} {reason}",
     )
-    ctx.log(
+    uow.log(
         "referral.delivery_failed",
         level="warning",
-        referral_id=referral.referral_id,
-        partner_id=referral.partner_id,
+        referral_id=referral_id,
+        partner_id=partner_id,
         reason=reason,
+    )
+
+
+def _message_ref(original: Original) -> PartnerMessageRef:
+    return PartnerMessageRef(
+        topic=original.topic,
+        partition=original.partition,
+        offset=original.offset,
+        key_b64=b64(original.key),
+        value_b64=b64(original.value),
     )

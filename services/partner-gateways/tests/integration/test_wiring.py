@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from faststream.kafka import TestKafkaBroker
@@ -24,8 +24,17 @@ from pimms_partner_gateways.app import build_runtime
 from pimms_partner_gateways.domain.model import Referral, dossier_from_case
 from pimms_partner_gateways.settings import GatewaySettings
 from pimms_servicekit.clock import ManualClock
-from pimms_servicekit.messages import encode
+from pimms_servicekit.effects import (
+    Delivered,
+    Destination,
+    Effect,
+    Failed,
+    RetryLater,
+    RetryPolicy,
+)
+from pimms_servicekit.messages import Incoming, encode
 from pimms_servicekit.testing import envelope_for
+from sqlalchemy import event
 
 EDF_FEED = topics.partner_referrals("edf")
 EDF_ANSWERS = topics.partner_responses("edf")
@@ -62,11 +71,19 @@ class Platform:
     seen: list[Seen] = field(default_factory=list)
     _position: int = 0
 
-    async def publish(self, topic: str, event: Event, *, key: str, correlation_id: str = "") -> str:
+    async def publish(
+        self,
+        topic: str,
+        event: Event,
+        *,
+        key: str,
+        correlation_id: str = "",
+        causation_id: str | None = None,
+    ) -> str:
         """Publish a platform event as referrals or intake would; return its ce_id."""
         envelope = envelope_for(
             event, source="urn:pimms:test", correlation_id=correlation_id or None
-        )
+        ).model_copy(update={"causation_id": causation_id})
         value, headers = encode(event, envelope=envelope)
         await self.broker.publish(
             value, topic, key=key.encode(), headers={k: v.decode() for k, v in headers}
@@ -98,14 +115,19 @@ class Platform:
         return [s.json for s in self.of(topics.PARTNER_REPORTS, f"fr.pimms.gateway.{kind}.v1")]
 
 
-async def _platform(tmp_path: Path, directory: Path | None = None) -> tuple[Platform, Any]:
+async def _platform(
+    tmp_path: Path,
+    database_url: str,
+    directory: Path | None = None,
+    destinations: Sequence[Destination] = (),
+) -> tuple[Platform, Any]:
     settings = GatewaySettings(
         data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'gateways.db'}",
+        database_url=database_url,
         partner_directory=directory or DEFAULT_DIRECTORY_PATH,
     )
     clock = ManualClock(NOW)
-    runtime = build_runtime(settings, clock=clock)
+    runtime = build_runtime(settings, clock=clock, destinations=destinations)
     runtime.subscribe()
     runtime.use_test_broker()
     broker = runtime.broker
@@ -142,8 +164,8 @@ async def _platform(tmp_path: Path, directory: Path | None = None) -> tuple[Plat
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Platform]:
-    platform, runtime = await _platform(tmp_path)
+async def gateway(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]:
+    platform, runtime = await _platform(tmp_path, database_url)
     async with TestKafkaBroker(runtime.broker) as test_broker:
         platform.broker = test_broker
         yield platform
@@ -254,9 +276,7 @@ async def test_documents_added_before_the_referral_are_taken_into_account(
     )
     await gateway.publish(topics.INTAKE_CASES, added, key=str(case.case_id))
     async with gateway.runtime.database.transaction() as session:
-        from pimms_partner_gateways.adapters.repository import GatewayRepository
-
-        stored = await GatewayRepository(session).dossier(str(case.case_id))
+        stored = await gateway.runtime.pipeline.repositories(session).dossier(str(case.case_id))
     assert stored is not None
     assert stored.documents == ("id_card", "last_bill", "tax_notices")
 
@@ -298,6 +318,7 @@ async def test_a_partner_the_gateway_cannot_reach_is_reported_as_a_failed_delive
 
 async def test_a_format_without_an_adapter_is_no_adapter_even_on_kafka(
     tmp_path: Path,
+    database_url: str,
     case_opened: Callable[..., IntakeCaseOpened],
     referral_requested: Any,
 ) -> None:
@@ -316,7 +337,7 @@ transport = { kind = "kafka" }
 """,
         encoding="utf-8",
     )
-    platform, runtime = await _platform(tmp_path, directory)
+    platform, runtime = await _platform(tmp_path, database_url, directory)
     assert topics.partner_responses("orange") not in runtime.pipeline.topics
     async with TestKafkaBroker(runtime.broker) as test_broker:
         platform.broker = test_broker
@@ -600,3 +621,252 @@ async def test_a_referral_that_could_not_be_delivered_is_cancelled_silently(
     await request(gateway, requested)
     await request(gateway, referral_cancelled(case, "sncf", str(requested.referral_id)))
     assert [s.ce_type for s in gateway.seen] == ["fr.pimms.gateway.delivery_failed.v1"]
+
+
+# --- refused reports: the gateway dead-letters its partner's original record ---
+
+
+def refused(case: IntakeCaseOpened, referral_id: str, *, reported: str, current: str) -> Any:
+    from pimms_contracts.v1.internal import PartnerReportRefused
+
+    return PartnerReportRefused(
+        case_id=case.case_id,
+        case_reference=case.case_reference,
+        site_id=case.site_id,
+        referral_id=UUID(referral_id),
+        partner_id="edf",
+        reported_status=reported,  # type: ignore[arg-type]
+        current_status=current,
+        occurred_at=NOW,
+    )
+
+
+async def test_a_refused_report_sends_the_partners_original_record_to_its_dead_letters(
+    gateway: Platform, case_opened: Callable[..., IntakeCaseOpened], referral_requested: Any
+) -> None:
+    case, referral_id = await sent_to_edf(gateway, case_opened, referral_requested)
+    await gateway.answer(
+        EDF_ANSWERS, edf_answer(referral_id, statut="PRIS_EN_CHARGE"), key=referral_id
+    )
+    backwards = edf_answer(referral_id, statut="RECU", commentaire="déjà reçu")
+    await gateway.answer(EDF_ANSWERS, backwards, key=referral_id)
+    _, report = gateway.of(topics.PARTNER_REPORTS, "fr.pimms.gateway.status_reported.v1")
+    assert gateway.of(topics.dead_letters(EDF_ANSWERS)) == []  # nothing until referrals refuses
+
+    # referrals refuses the second report: its alert is caused by that report
+    alert = refused(case, referral_id, reported="received", current="accepted")
+    cause = report.headers["ce_id"]
+    await gateway.publish(topics.REFERRAL_ALERTS, alert, key=str(case.case_id), causation_id=cause)
+
+    [dead] = gateway.of(topics.dead_letters(EDF_ANSWERS))
+    assert dead.value == backwards  # the partner's bytes, untouched
+    assert dead.key == referral_id
+    assert dead.headers["pimms_dlt_reason"] == "impossible_transition"
+    assert dead.headers["pimms_dlt_error"] == (
+        f"edf reported received but referral {referral_id} is accepted"
+    )
+    assert dead.headers["pimms_dlt_service"] == "partner-gateways"
+    assert dead.headers["pimms_dlt_original_topic"] == EDF_ANSWERS
+    assert dead.headers["pimms_dlt_original_partition"] == str(gateway._position)
+    assert dead.headers["pimms_dlt_original_offset"] == "0"
+    assert not any(name.startswith("ce_") for name in dead.headers)
+
+    # the same refusal again (a new alert about the same report), or about an unknown report
+    await gateway.publish(topics.REFERRAL_ALERTS, alert, key=str(case.case_id), causation_id=cause)
+    await gateway.publish(
+        topics.REFERRAL_ALERTS, alert, key=str(case.case_id), causation_id=str(uuid4())
+    )
+    await gateway.publish(topics.REFERRAL_ALERTS, alert, key=str(case.case_id))
+    assert len(gateway.of(topics.dead_letters(EDF_ANSWERS))) == 1
+
+
+# --- partners reached through a dispatcher (file drop, webhook) ---
+
+
+@dataclass
+class FakeWebhook:
+    """A partner's endpoint: takes what it is given, or refuses everything."""
+
+    name: str = "partner:edf-web"
+    policy: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=2))
+    refuse: str | None = None
+    received: list[Effect] = field(default_factory=list)
+
+    async def deliver(self, effect: Effect) -> Delivered | RetryLater | Failed:
+        if self.refuse is not None:
+            return Failed(reason=self.refuse)
+        self.received.append(effect)
+        return Delivered(receipt=f"hook-{len(self.received)}")
+
+
+WEBHOOK_DIRECTORY = """
+[[partner]]
+id = "edf-web"
+operator = "EDF (webhook)"
+categories = ["energy_bill"]
+territory = "all"
+format = "edf"
+ack_within = "48h"
+resolve_within = "15d"
+transport = { kind = "webhook", url = "https://partner.example/pimms", secret_env = "EDF_SECRET" }
+"""
+
+
+@pytest.fixture
+async def webhook_gateway(
+    tmp_path: Path, database_url: str
+) -> AsyncIterator[tuple[Platform, FakeWebhook]]:
+    directory = tmp_path / "directory.toml"
+    directory.write_text(WEBHOOK_DIRECTORY, encoding="utf-8")
+    webhook = FakeWebhook()
+    platform, runtime = await _platform(tmp_path, database_url, directory, [webhook])
+    async with TestKafkaBroker(runtime.broker) as test_broker:
+        platform.broker = test_broker
+        yield platform, webhook
+    await runtime.database.dispose()
+
+
+async def test_a_webhook_partner_gets_the_referral_from_its_dispatcher_after_the_commit(
+    webhook_gateway: tuple[Platform, FakeWebhook],
+    case_opened: Callable[..., IntakeCaseOpened],
+    referral_requested: Any,
+    referral_cancelled: Any,
+) -> None:
+    gateway, webhook = webhook_gateway
+    case = case_opened()
+    requested = referral_requested(case, "edf-web")
+    referral_id = str(requested.referral_id)
+    await open_case(gateway, case)
+    cause = await request(gateway, requested, correlation_id="corr-web")
+    assert webhook.received == []  # nothing leaves inside the transaction
+    assert gateway.reports("delivered") == []
+
+    assert await gateway.runtime.drain_effects() == 1
+    await gateway.drain()
+    [effect] = webhook.received
+    assert effect.payload == EDF.to_referral(
+        dossier_from_case(case),
+        Referral(referral_id=referral_id, case_id=str(case.case_id), partner_id="edf-web"),
+    )
+    assert effect.idempotency_key == f"{referral_id}:referral"
+    [delivered] = gateway.of(topics.PARTNER_REPORTS, "fr.pimms.gateway.delivered.v1")
+    assert delivered.json["transport"] == "webhook"
+    assert delivered.json["kind"] == "referral"
+    assert delivered.headers["ce_correlationid"] == "corr-web"
+    assert delivered.headers["ce_causationid"] == cause
+
+    await request(gateway, referral_cancelled(case, "edf-web", referral_id))
+    await gateway.runtime.drain_effects()
+    await gateway.drain()
+    assert [e.idempotency_key for e in webhook.received][1:] == [f"{referral_id}:cancellation"]
+    assert [r["kind"] for r in gateway.reports("delivered")] == ["referral", "cancellation"]
+
+
+async def test_a_referral_its_dispatcher_gives_up_on_is_a_failed_delivery(
+    webhook_gateway: tuple[Platform, FakeWebhook],
+    case_opened: Callable[..., IntakeCaseOpened],
+    referral_requested: Any,
+) -> None:
+    gateway, webhook = webhook_gateway
+    webhook.refuse = "http_403"
+    case = case_opened()
+    requested = referral_requested(case, "edf-web")
+    await open_case(gateway, case)
+    await request(gateway, requested)
+    await gateway.runtime.drain_effects()
+    await gateway.drain()
+    assert gateway.reports("delivered") == []
+    [failed] = gateway.reports("delivery_failed")
+    assert failed == {
+        "case_id": str(case.case_id),
+        "referral_id": str(requested.referral_id),
+        "partner_id": "edf-web",
+        "reason": "http_403",
+        "failed_at": "2026-11-27T08:45:00Z",
+    }
+    await request(gateway, requested)  # replayed: nothing more
+    assert await gateway.runtime.drain_effects() == 0
+    await gateway.drain()
+    assert len(gateway.reports("delivery_failed")) == 1
+
+
+# --- one batch: shared reads, bulk writes ---
+
+
+def _incoming(topic: str, event: Event, *, offset: int) -> Incoming:
+    envelope = envelope_for(event, source="urn:pimms:test")
+    value, headers = encode(event, envelope=envelope)
+    key = str(getattr(event, "case_id", "")).encode()
+    return Incoming(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        key=key,
+        value=value,
+        headers=tuple(headers),
+        timestamp_ms=0,
+    )
+
+
+async def _statements_for_a_batch(
+    gateway: Platform,
+    case_opened: Callable[..., IntakeCaseOpened],
+    referral_requested: Any,
+    *,
+    n: int,
+    waiting: int = 0,
+) -> list[str]:
+    """The SQL statements of one batch: `waiting` referrals before their case, then every case,
+    then the other referrals; every referral must reach EDF."""
+    cases = [case_opened() for _ in range(n)]
+    requests = [referral_requested(case, "edf") for case in cases]
+    batch = [
+        *(_incoming(topics.CASES, r, offset=i) for i, r in enumerate(requests[:waiting])),
+        *(_incoming(topics.INTAKE_CASES, c, offset=i) for i, c in enumerate(cases)),
+        *(_incoming(topics.CASES, r, offset=n + i) for i, r in enumerate(requests[waiting:])),
+    ]
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(f"{statement.split(maxsplit=1)[0].upper()} {_table_of(statement)}")
+
+    engine = gateway.runtime.database.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await gateway.runtime.pipeline.process_incoming(batch)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    await gateway.drain()
+    sent = {s.key for s in gateway.of(EDF_FEED)}
+    assert {str(r.referral_id) for r in requests} <= sent
+    return statements
+
+
+def _table_of(statement: str) -> str:
+    for table in ("deliveries", "dossiers", "partner_reports", "parked", "inbox", "outbox"):
+        if f'"{table}"' in statement or f" {table} " in f"{statement} ":
+            return table
+    return "-"
+
+
+async def test_a_batch_costs_the_same_statements_whatever_its_size(
+    gateway: Platform, case_opened: Callable[..., IntakeCaseOpened], referral_requested: Any
+) -> None:
+    small = await _statements_for_a_batch(gateway, case_opened, referral_requested, n=2)
+    large = await _statements_for_a_batch(gateway, case_opened, referral_requested, n=40)
+    assert sorted(large) == sorted(small)
+    assert large.count("SELECT dossiers") == 1
+    assert large.count("INSERT deliveries") == 1
+
+
+async def test_referrals_waiting_for_their_dossier_cost_the_gateway_no_statement_each(
+    gateway: Platform, case_opened: Callable[..., IntakeCaseOpened], referral_requested: Any
+) -> None:
+    def ours(statements: list[str]) -> list[str]:
+        return sorted(s for s in statements if s.endswith(("deliveries", "dossiers")))
+
+    small = await _statements_for_a_batch(gateway, case_opened, referral_requested, n=2, waiting=1)
+    large = await _statements_for_a_batch(
+        gateway, case_opened, referral_requested, n=40, waiting=20
+    )
+    assert ours(large) == ours(small)

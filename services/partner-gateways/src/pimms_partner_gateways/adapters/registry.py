@@ -8,11 +8,13 @@ with `no_adapter` rather than being guessed.
 `FORMATS` is what the current wiring reaches (Kafka feeds in EDF's and La Poste's formats);
 `build_adapter` knows every format, and `PartnerNetwork(directory, adapter_for=build_adapter)`
 reaches them all once the file-drop and webhook transports are wired.
+A file-drop or webhook partner is reachable once its dispatcher (a `Destination` named
+`partner:<id>`) is registered: `PartnerNetwork(directory, dispatched={"sncf"})`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,6 +24,7 @@ from pimms_partner_gateways.adapters import eau_grand_lyon, edf, la_poste, prefe
 from pimms_partner_gateways.adapters.base import PartnerAdapter
 from pimms_partner_gateways.adapters.mapped_json import MAPPED_JSON, MappedJsonAdapter
 from pimms_partner_gateways.transports.base import PartnerTransport
+from pimms_partner_gateways.transports.dispatched import DispatchedTransport
 from pimms_partner_gateways.transports.kafka import KafkaFeed
 
 FORMATS: Mapping[str, PartnerAdapter] = {
@@ -80,11 +83,13 @@ class PartnerNetwork:
         formats: Mapping[str, PartnerAdapter] = FORMATS,
         *,
         adapter_for: Callable[[Partner], PartnerAdapter | None] | None = None,
+        dispatched: Collection[str] = (),
     ) -> None:
         self.directory = directory
         self.formats = formats
         self._adapter_for = adapter_for or (lambda partner: formats.get(partner.format))
         self._adapters = {p.id: self._adapter_for(p) for p in directory.partners}
+        self.dispatched = frozenset(dispatched)
 
     def reach(self, partner_id: str) -> PartnerLink | Unreachable:
         """How to talk to this partner, or why the gateway cannot."""
@@ -92,7 +97,7 @@ class PartnerNetwork:
         if partner is None:
             return "unknown_partner"
         adapter = self._adapters.get(partner_id)
-        transport = _transport(partner)
+        transport = _transport(partner, dispatched=self.dispatched)
         if adapter is None or transport is None:
             return "no_adapter"
         return PartnerLink(partner=partner, adapter=adapter, transport=transport)
@@ -114,8 +119,11 @@ class PartnerNetwork:
         return found
 
 
-def _transport(partner: Partner) -> PartnerTransport | None:
-    """The transport plugin for the partner's transport kind (file drop and webhook: not yet)."""
-    if isinstance(partner.transport, KafkaTransport):
-        return KafkaFeed(topic=partner.transport.referrals_topic)
+def _transport(partner: Partner, *, dispatched: frozenset[str]) -> PartnerTransport | None:
+    """The transport plugin for the partner (file drop and webhook: when it has a dispatcher)."""
+    transport = partner.transport
+    if isinstance(transport, KafkaTransport):
+        return KafkaFeed(topic=transport.referrals_topic)
+    if partner.id in dispatched:
+        return DispatchedTransport(partner_id=partner.id, kind=transport.kind)
     return None

@@ -1,113 +1,179 @@
-"""The gateway's database access, inside the transaction of the batch (or relay) at work."""
+"""The gateway's database access for one unit of work (a batch, or the relay's hooks).
+
+Reads for a whole batch happen once, in `prefetch`; handlers then read and change the cached rows,
+and `flush` writes what changed in a few bulk statements before the commit. Deliveries are updated
+column by column (never the whole row), so that what the relay's hooks stamp meanwhile is kept.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, insert, select, update
+from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeDocumentsAdded
+from pimms_contracts.v1.lifecycle import ReferralCancelled, ReferralRequested
+from pimms_servicekit.dead_letters import Original
+from pimms_servicekit.messages import headers_from_json, headers_to_json
+from pimms_servicekit.storage import storable_text
+from sqlalchemy import CursorResult, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
 
-from pimms_partner_gateways.adapters.tables import deliveries, dossiers
+from pimms_partner_gateways.adapters.registry import PartnerNetwork
+from pimms_partner_gateways.adapters.tables import deliveries, dossiers, partner_reports
 from pimms_partner_gateways.domain.model import Delivery, DeliveryStatus, Dossier, Referral
+from pimms_partner_gateways.transports.base import MessageKind
+from pimms_partner_gateways.transports.kafka_responses import PartnerAnswerReceived
+from pimms_partner_gateways.transports.refusals import ReportRefused
 
-DeliveryKind = Literal["referral", "cancellation", "reminder"]
+CHUNK = 500
+ID_LENGTH = 36
+FAILURE_REASON_LENGTH = 40
 
 
-class GatewayRepository:
-    """Dossiers and deliveries."""
+@dataclass(frozen=True, slots=True)
+class PartnerReport:
+    """A status report the gateway sent, and the partner's record it came from."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    report_id: str
+    referral_id: str
+    partner_id: str
+    original: Original
+    dead_lettered: bool
+
+
+class GatewayRepos:
+    """Dossiers, deliveries and partner reports of one unit of work, and the partner network."""
+
+    def __init__(self, session: AsyncSession, *, partners: PartnerNetwork) -> None:
         self.session = session
+        self.partners = partners
+        self._dossiers: dict[str, Dossier | None] = {}
+        self._deliveries: dict[str, Delivery | None] = {}
+        self._reports: dict[str, PartnerReport | None] = {}
+        self._waiting: dict[str, bool] = {}  # by case: has referrals parked for its dossier
+        self._new_dossiers: dict[str, dict[str, Any]] = {}
+        self._documents: dict[str, dict[str, Any]] = {}
+        self._new_deliveries: dict[str, dict[str, Any]] = {}
+        self._delivery_changes: dict[str, dict[str, Any]] = {}
+        self._new_reports: list[dict[str, Any]] = []
+        self._dead_lettered_reports: list[dict[str, Any]] = []
+
+    # --- the batch ---
+
+    async def prefetch(self, payloads: Sequence[object]) -> None:
+        """Load, in one query per table, every dossier, delivery and report the batch names."""
+        case_ids: set[str] = set()
+        referral_ids: set[str] = set()
+        report_ids: set[str] = set()
+        opened: set[str] = set()
+        for payload in payloads:
+            match payload:
+                case IntakeCaseOpened():
+                    case_ids.add(str(payload.case_id))
+                    opened.add(str(payload.case_id))
+                case IntakeDocumentsAdded():
+                    case_ids.add(str(payload.case_id))
+                case ReferralRequested():
+                    case_ids.add(str(payload.case_id))
+                    referral_ids.add(str(payload.referral_id))
+                case ReferralCancelled():
+                    referral_ids.add(str(payload.referral_id))
+                case PartnerAnswerReceived():
+                    referral_ids.add(payload.answer.reference)
+                case ReportRefused(report_id=str() as report_id):
+                    report_ids.add(report_id)
+        await self._load_dossiers(case_ids)
+        await self._load_deliveries(referral_ids)
+        await self._load_reports(report_ids)
+        await self._load_waiting(opened)
+
+    async def flush(self) -> None:
+        """Write what the handlers changed, in bulk (called before the commit)."""
+        if self._new_dossiers:
+            await self.session.execute(insert(dossiers), list(self._new_dossiers.values()))
+        if self._documents:
+            await self.session.execute(
+                update(dossiers).where(dossiers.c.case_id == bindparam("b_case_id")),
+                list(self._documents.values()),
+            )
+        if self._new_deliveries:
+            await self.session.execute(insert(deliveries), list(self._new_deliveries.values()))
+        for rows in _by_columns(self._delivery_changes).values():
+            await self.session.execute(
+                update(deliveries).where(deliveries.c.referral_id == bindparam("b_referral_id")),
+                rows,
+            )
+        if self._new_reports:
+            await self.session.execute(insert(partner_reports), self._new_reports)
+        if self._dead_lettered_reports:
+            await self.session.execute(
+                update(partner_reports).where(
+                    partner_reports.c.report_id == bindparam("b_report_id")
+                ),
+                self._dead_lettered_reports,
+            )
+        self._new_dossiers, self._documents = {}, {}
+        self._new_deliveries, self._delivery_changes = {}, {}
+        self._new_reports, self._dead_lettered_reports = [], []
 
     # --- dossiers ---
+
+    async def dossier(self, case_id: str) -> Dossier | None:
+        """The dossier of a case, if it has arrived."""
+        if case_id not in self._dossiers:
+            await self._load_dossiers({case_id})
+        return self._dossiers.get(case_id)
 
     async def add_dossier(self, dossier: Dossier, *, at: datetime) -> bool:
         """Store a dossier; False when it was already there (a replay: it is left as it is)."""
         if await self.dossier(dossier.case_id) is not None:
             return False
-        await self.session.execute(
-            insert(dossiers).values(
-                case_id=dossier.case_id,
-                case_reference=dossier.case_reference,
-                site_id=dossier.site_id,
-                mediator_id=dossier.mediator_id,
-                submitted_at=dossier.submitted_at.isoformat(),
-                category=dossier.category,
-                urgency=dossier.urgency,
-                summary=dossier.summary,
-                documents=list(dossier.documents),
-                first_name=dossier.first_name,
-                last_name=dossier.last_name,
-                phone=dossier.phone,
-                email=dossier.email,
-                consent_sms=dossier.consent_sms,
-                consent_email=dossier.consent_email,
-                postal_code=dossier.postal_code,
-                language=dossier.language,
-                stored_at=at,
-                updated_at=at,
-            )
-        )
+        self._dossiers[dossier.case_id] = dossier
+        self._new_dossiers[dossier.case_id] = {
+            **_dossier_row(dossier),
+            "stored_at": at,
+            "updated_at": at,
+        }
         return True
-
-    async def dossier(self, case_id: str) -> Dossier | None:
-        """The dossier of a case, if it has arrived."""
-        row = (
-            await self.session.execute(select(dossiers).where(dossiers.c.case_id == case_id))
-        ).first()
-        if row is None:
-            return None
-        return Dossier(
-            case_id=row.case_id,
-            case_reference=row.case_reference,
-            site_id=row.site_id,
-            mediator_id=row.mediator_id,
-            submitted_at=datetime.fromisoformat(row.submitted_at),
-            category=row.category,
-            urgency=row.urgency,
-            summary=row.summary,
-            documents=tuple(row.documents),
-            first_name=row.first_name,
-            last_name=row.last_name,
-            phone=row.phone,
-            email=row.email,
-            consent_sms=row.consent_sms,
-            consent_email=row.consent_email,
-            postal_code=row.postal_code,
-            language=row.language,
-        )
 
     async def set_documents(
         self, case_id: str, documents: tuple[str, ...], *, at: datetime
     ) -> bool:
         """Replace the documents of a dossier; False when the dossier is unknown."""
-        result = await self.session.execute(
-            update(dossiers)
-            .where(dossiers.c.case_id == case_id)
-            .values(documents=list(documents), updated_at=at)
-        )
-        return _count(result) > 0
+        dossier = await self.dossier(case_id)
+        if dossier is None:
+            return False
+        self._dossiers[case_id] = dataclasses.replace(dossier, documents=documents)
+        new = self._new_dossiers.get(case_id)
+        if new is not None:
+            new.update(documents=list(documents), updated_at=at)
+        else:
+            self._documents[case_id] = {
+                "b_case_id": case_id,
+                "documents": list(documents),
+                "updated_at": at,
+            }
+        return True
 
     # --- deliveries ---
 
+    async def has_waiting_referrals(self, case_id: str) -> bool:
+        """Whether referrals of this case wait (parked) for its dossier."""
+        if case_id not in self._waiting:
+            await self._load_waiting({case_id})
+        return self._waiting[case_id]
+
     async def delivery(self, referral_id: str) -> Delivery | None:
         """The gateway's record of a referral, if any."""
-        row = (
-            await self.session.execute(
-                select(deliveries).where(deliveries.c.referral_id == referral_id)
-            )
-        ).first()
-        if row is None:
+        if not _could_be_id(referral_id):
             return None
-        return Delivery(
-            referral_id=row.referral_id,
-            case_id=row.case_id,
-            partner_id=row.partner_id,
-            status=DeliveryStatus(row.status),
-            correlation_id=row.correlation_id,
-            sent_at=row.sent_at,
-        )
+        if referral_id not in self._deliveries:
+            await self._load_deliveries({referral_id})
+        return self._deliveries.get(referral_id)
 
     async def record(
         self,
@@ -119,68 +185,300 @@ class GatewayRepository:
         failure_reason: str | None = None,
     ) -> None:
         """Create or move a referral's delivery record to `status`, stamping when it happened."""
+        existing = await self.delivery(referral.referral_id)
         stamps: dict[str, Any] = {"status": status.value, "updated_at": at}
         if status is DeliveryStatus.SENT:
             stamps["sent_at"] = at
         elif status is DeliveryStatus.CANCELLED:
             stamps["cancelled_at"] = at
         elif status is DeliveryStatus.FAILED:
-            stamps.update(failed_at=at, failure_reason=failure_reason)
-        result = await self.session.execute(
-            update(deliveries)
-            .where(deliveries.c.referral_id == referral.referral_id)
-            .values(stamps)
-        )
-        if _count(result) == 0:
-            await self.session.execute(
-                insert(deliveries).values(
-                    referral_id=referral.referral_id,
-                    case_id=referral.case_id,
-                    partner_id=referral.partner_id,
-                    correlation_id=correlation_id,
-                    requested_at=at,
-                    **stamps,
-                )
+            stamps.update(failed_at=at, failure_reason=_failure_reason(failure_reason))
+        if status is DeliveryStatus.REQUESTED:
+            self._waiting[referral.case_id] = True
+        if existing is None:
+            self._deliveries[referral.referral_id] = Delivery(
+                referral_id=referral.referral_id,
+                case_id=referral.case_id,
+                partner_id=referral.partner_id,
+                status=status,
+                correlation_id=correlation_id,
+                sent_at=stamps.get("sent_at"),
             )
-
-    async def record_cancellation_sent(self, referral_id: str, *, at: datetime) -> None:
-        """The partner's cancellation message is in the outbox."""
-        await self.session.execute(
-            update(deliveries)
-            .where(deliveries.c.referral_id == referral_id)
-            .values(cancellation_sent_at=at, updated_at=at)
+            self._new_deliveries[referral.referral_id] = {
+                "referral_id": referral.referral_id,
+                "case_id": referral.case_id,
+                "partner_id": referral.partner_id,
+                "correlation_id": correlation_id,
+                "requested_at": at,
+                **{c.name: None for c in _STAMPS},
+                **stamps,
+            }
+            return
+        self._deliveries[referral.referral_id] = dataclasses.replace(
+            existing, status=status, sent_at=stamps.get("sent_at", existing.sent_at)
         )
+        self._change(referral.referral_id, stamps)
 
-    async def mark_delivered(self, referral_id: str, *, kind: DeliveryKind, at: datetime) -> bool:
-        """The partner's transport has the message; False if that was already recorded."""
+    def record_cancellation_sent(self, referral_id: str, *, at: datetime) -> None:
+        """The partner's cancellation message is in the outbox."""
+        self._change(referral_id, {"cancellation_sent_at": at, "updated_at": at})
+
+    async def mark_delivered(self, referral_id: str, *, kind: MessageKind, at: datetime) -> bool:
+        """The partner's transport has the message; False if that was already recorded.
+
+        One conditional statement, as the relay's hook runs beside the consumer's batches.
+        """
         if kind == "reminder":
             return True  # each reminder is a message of its own
-        if kind == "referral":
-            statement = (
-                update(deliveries)
-                .where(deliveries.c.referral_id == referral_id, deliveries.c.delivered_at.is_(None))
-                .values(delivered_at=at, updated_at=at)
+        column = (
+            deliveries.c.delivered_at
+            if kind == "referral"
+            else deliveries.c.cancellation_delivered_at
+        )
+        values: dict[Any, Any] = {column: at, deliveries.c.updated_at: at}
+        if kind == "referral":  # a referral cancelled meanwhile stays cancelled
+            values[deliveries.c.status] = _status_if(
+                DeliveryStatus.SENT, then=DeliveryStatus.DELIVERED
             )
-            first = _count(await self.session.execute(statement)) > 0
-            if first:  # a referral cancelled meanwhile stays cancelled
-                await self.session.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.referral_id == referral_id,
-                        deliveries.c.status == DeliveryStatus.SENT.value,
-                    )
-                    .values(status=DeliveryStatus.DELIVERED.value)
-                )
-            return first
-        statement = (  # the cancellation
+        statement = (
+            update(deliveries)
+            .where(deliveries.c.referral_id == referral_id, column.is_(None))
+            .values(values)
+        )
+        return _count(await self.session.execute(statement)) > 0
+
+    async def mark_failed(self, referral_id: str, *, reason: str, at: datetime) -> bool:
+        """A sent referral could not be delivered for good; False if it moved on meanwhile."""
+        statement = (
             update(deliveries)
             .where(
                 deliveries.c.referral_id == referral_id,
-                deliveries.c.cancellation_delivered_at.is_(None),
+                deliveries.c.status == DeliveryStatus.SENT.value,
             )
-            .values(cancellation_delivered_at=at, updated_at=at)
+            .values(
+                status=DeliveryStatus.FAILED.value,
+                failed_at=at,
+                failure_reason=_failure_reason(reason),
+                updated_at=at,
+            )
         )
         return _count(await self.session.execute(statement)) > 0
+
+    # --- partner reports ---
+
+    def keep_report(
+        self, *, report_id: str, referral_id: str, partner_id: str, original: Original, at: datetime
+    ) -> None:
+        """Keep the partner's record behind a status report, to dead-letter it if refused."""
+        self._reports[report_id] = PartnerReport(
+            report_id=report_id,
+            referral_id=referral_id,
+            partner_id=partner_id,
+            original=original,
+            dead_lettered=False,
+        )
+        self._new_reports.append(
+            {
+                "report_id": report_id,
+                "referral_id": referral_id,
+                "partner_id": partner_id,
+                "topic": original.topic,
+                "partition": original.partition,
+                "offset": original.offset,
+                "key": original.key,
+                "value": original.value,
+                "headers": headers_to_json(original.headers),
+                "received_at": at,
+                "dead_lettered_at": None,
+            }
+        )
+
+    async def report(self, report_id: str) -> PartnerReport | None:
+        """A status report the gateway sent, with the partner's record, if known."""
+        if report_id not in self._reports:
+            await self._load_reports({report_id})
+        return self._reports.get(report_id)
+
+    def report_dead_lettered(self, report: PartnerReport, *, at: datetime) -> None:
+        """The report's partner record went to dead letters: never twice."""
+        self._reports[report.report_id] = dataclasses.replace(report, dead_lettered=True)
+        self._dead_lettered_reports.append(
+            {"b_report_id": report.report_id, "dead_lettered_at": at}
+        )
+
+    # --- loading ---
+
+    async def _load_dossiers(self, case_ids: Iterable[str]) -> None:
+        wanted = sorted(c for c in case_ids if c not in self._dossiers)
+        for chunk in _chunks(wanted):
+            rows = await self.session.execute(select(dossiers).where(dossiers.c.case_id.in_(chunk)))
+            self._dossiers.update({r.case_id: _dossier(r) for r in rows})
+        for case_id in wanted:
+            self._dossiers.setdefault(case_id, None)
+
+    async def _load_deliveries(self, referral_ids: Iterable[str]) -> None:
+        wanted = sorted(r for r in referral_ids if _could_be_id(r) and r not in self._deliveries)
+        for chunk in _chunks(wanted):
+            rows = await self.session.execute(
+                select(
+                    deliveries.c.referral_id,
+                    deliveries.c.case_id,
+                    deliveries.c.partner_id,
+                    deliveries.c.status,
+                    deliveries.c.correlation_id,
+                    deliveries.c.sent_at,
+                ).where(deliveries.c.referral_id.in_(chunk))
+            )
+            self._deliveries.update({r.referral_id: _delivery(r) for r in rows})
+        for referral_id in wanted:
+            self._deliveries.setdefault(referral_id, None)
+
+    async def _load_reports(self, report_ids: Iterable[str]) -> None:
+        wanted = sorted(r for r in report_ids if r not in self._reports and _storable(r, 64))
+        for chunk in _chunks(wanted):
+            rows = await self.session.execute(
+                select(partner_reports).where(partner_reports.c.report_id.in_(chunk))
+            )
+            self._reports.update({r.report_id: _report(r) for r in rows})
+        for report_id in wanted:
+            self._reports.setdefault(report_id, None)
+
+    async def _load_waiting(self, case_ids: Iterable[str]) -> None:
+        wanted = sorted(c for c in case_ids if c not in self._waiting)
+        for chunk in _chunks(wanted):
+            rows = await self.session.execute(
+                select(deliveries.c.case_id)
+                .where(
+                    deliveries.c.case_id.in_(chunk),
+                    deliveries.c.status == DeliveryStatus.REQUESTED.value,
+                )
+                .distinct()
+            )
+            self._waiting.update({r.case_id: True for r in rows})
+        for case_id in wanted:
+            self._waiting.setdefault(case_id, False)
+
+    def _change(self, referral_id: str, stamps: dict[str, Any]) -> None:
+        new = self._new_deliveries.get(referral_id)
+        if new is not None:
+            new.update(stamps)
+        else:
+            self._delivery_changes.setdefault(referral_id, {"b_referral_id": referral_id}).update(
+                stamps
+            )
+
+
+_STAMPS = (
+    deliveries.c.sent_at,
+    deliveries.c.delivered_at,
+    deliveries.c.cancelled_at,
+    deliveries.c.cancellation_sent_at,
+    deliveries.c.cancellation_delivered_at,
+    deliveries.c.failed_at,
+    deliveries.c.failure_reason,
+)
+
+
+def _status_if(current: DeliveryStatus, *, then: DeliveryStatus) -> ColumnElement[Any]:
+    return case((deliveries.c.status == current.value, then.value), else_=deliveries.c.status)
+
+
+def _by_columns(changes: dict[str, dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+    """Updates grouped by the columns they set: one executemany statement per group."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in changes.values():
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return groups
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _storable(value: str, limit: int) -> bool:
+    return len(value) <= limit and storable_text(value, limit=limit) == value
+
+
+def _could_be_id(value: str) -> bool:
+    """A partner's reference that can name a referral (others are unknown, never queried)."""
+    return _storable(value, ID_LENGTH)
+
+
+def _failure_reason(reason: str | None) -> str | None:
+    return storable_text(reason, limit=FAILURE_REASON_LENGTH)
+
+
+def _dossier_row(dossier: Dossier) -> dict[str, Any]:
+    return {
+        "case_id": dossier.case_id,
+        "case_reference": dossier.case_reference,
+        "site_id": dossier.site_id,
+        "mediator_id": dossier.mediator_id,
+        "submitted_at": dossier.submitted_at.isoformat(),
+        "category": dossier.category,
+        "urgency": dossier.urgency,
+        "summary": dossier.summary,
+        "documents": list(dossier.documents),
+        "first_name": dossier.first_name,
+        "last_name": dossier.last_name,
+        "phone": dossier.phone,
+        "email": dossier.email,
+        "consent_sms": dossier.consent_sms,
+        "consent_email": dossier.consent_email,
+        "postal_code": dossier.postal_code,
+        "language": dossier.language,
+    }
+
+
+def _dossier(row: Any) -> Dossier:
+    return Dossier(
+        case_id=row.case_id,
+        case_reference=row.case_reference,
+        site_id=row.site_id,
+        mediator_id=row.mediator_id,
+        submitted_at=datetime.fromisoformat(row.submitted_at),
+        category=row.category,
+        urgency=row.urgency,
+        summary=row.summary,
+        documents=tuple(row.documents),
+        first_name=row.first_name,
+        last_name=row.last_name,
+        phone=row.phone,
+        email=row.email,
+        consent_sms=row.consent_sms,
+        consent_email=row.consent_email,
+        postal_code=row.postal_code,
+        language=row.language,
+    )
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        referral_id=row.referral_id,
+        case_id=row.case_id,
+        partner_id=row.partner_id,
+        status=DeliveryStatus(row.status),
+        correlation_id=row.correlation_id,
+        sent_at=row.sent_at,
+    )
+
+
+def _report(row: Any) -> PartnerReport:
+    return PartnerReport(
+        report_id=row.report_id,
+        referral_id=row.referral_id,
+        partner_id=row.partner_id,
+        original=Original(
+            topic=row.topic,
+            partition=row.partition,
+            offset=row.offset,
+            key=row.key,
+            value=row.value,
+            headers=tuple(headers_from_json(row.headers)),
+        ),
+        dead_lettered=row.dead_lettered_at is not None,
+    )
 
 
 def _count(result: Any) -> int:

@@ -1,9 +1,22 @@
-"""The gateway's own tables. `dossiers` holds what partner formats need, personal data included."""
+"""The gateway's own tables. `dossiers` holds what partner formats need, personal data included;
+`partner_reports` the partners' original records (free text included) behind each status report."""
 
 from __future__ import annotations
 
 from pimms_servicekit.tables import UTCDateTime
-from sqlalchemy import JSON, Boolean, Column, Index, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -51,3 +64,21 @@ deliveries = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 Index("ix_deliveries_case", deliveries.c.case_id)
+
+# A status report's origin: the partner's record exactly as read, so that the gateway itself can
+# dead-letter it to `<responses topic>.dlt` if referrals answers that the report cannot apply.
+partner_reports = Table(
+    "partner_reports",
+    metadata,
+    Column("report_id", String(64), primary_key=True),
+    Column("referral_id", String(36), nullable=False),
+    Column("partner_id", String(40), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("key", LargeBinary, nullable=True),
+    Column("value", LargeBinary, nullable=True),
+    Column("headers", JSON, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("dead_lettered_at", UTCDateTime, nullable=True),
+)

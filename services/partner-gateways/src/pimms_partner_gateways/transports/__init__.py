@@ -1,1 +1,1 @@
-"""How partner messages travel: Kafka feeds now; file drops and signed webhooks later."""
+"""How partner messages travel: Kafka feeds now; file drops and signed webhooks as dispatchers."""

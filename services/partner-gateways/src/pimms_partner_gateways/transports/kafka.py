@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from pimms_servicekit.pipeline import MessageContext
+from pimms_servicekit.hooks import Hook
+
+from pimms_partner_gateways.transports.base import PartnerMessage, Postbox
 
 
 @dataclass(frozen=True)
 class KafkaFeed:
-    """A partner's referrals topic."""
+    """A partner's referrals topic (the hook runs when Kafka acknowledged the message)."""
 
     topic: str
     kind: Literal["kafka"] = "kafka"
 
-    def send(
-        self,
-        ctx: MessageContext,
-        *,
-        key: str,
-        payload: bytes,
-        event_type: str,
-        detail: str,
-        on_sent: dict[str, Any],
-    ) -> None:
+    def send(self, postbox: Postbox, message: PartnerMessage, *, hook: Hook) -> None:
         """Publish the payload on the partner's feed once the transaction commits."""
-        ctx.send_raw(
+        postbox.publish(
             topic=self.topic,
-            key=key,
-            value=payload,
-            event_type=event_type,
-            detail=detail,
-            on_sent=on_sent,
+            key=message.key,
+            value=message.payload,
+            event_type=message.event_type,
+            detail=message.detail,
+            hook=hook,
         )
