@@ -16,7 +16,7 @@ from pimms_servicekit.routing import EventDecoder
 from pimms_servicekit.runtime import ServiceRuntime
 
 from pimms_partner_gateways import handlers
-from pimms_partner_gateways.adapters.registry import PartnerNetwork
+from pimms_partner_gateways.adapters.registry import PartnerNetwork, servable_adapter
 from pimms_partner_gateways.adapters.repository import GatewayRepos
 from pimms_partner_gateways.settings import GatewaySettings
 from pimms_partner_gateways.transports.dispatched import destination_partner
@@ -38,7 +38,11 @@ def build_runtime(
     """
     settings = settings or GatewaySettings.load()
     dispatched = {p for d in destinations if (p := destination_partner(d.name)) is not None}
-    partners = PartnerNetwork(load_directory(settings.partner_directory), dispatched=dispatched)
+    partners = PartnerNetwork(
+        load_directory(settings.partner_directory),
+        dispatched=dispatched,
+        adapter_for=servable_adapter,
+    )
     kafka_partners = partners.kafka_partners()
     runtime = ServiceRuntime(
         settings=settings,

@@ -47,6 +47,15 @@ def build_adapter(partner: Partner) -> PartnerAdapter | None:
     return FIXED_FORMATS.get(partner.format)
 
 
+def servable_adapter(partner: Partner) -> PartnerAdapter | None:
+    """`build_adapter`, except for a partner with a document checklist: until referrals holds
+    incomplete files (specs/partners.md, prefecture-69), sending one would break the
+    partnership's first rule, so its referrals fail with `no_adapter` and the mediator is told."""
+    if partner.required_documents:
+        return None
+    return build_adapter(partner)
+
+
 Unreachable = Literal["unknown_partner", "no_adapter"]
 
 
