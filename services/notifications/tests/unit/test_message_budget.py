@@ -192,7 +192,8 @@ def test_the_document_reminder_names_the_documents_in_words(
             "d'imposition, diplôme de langue française",
             "en": "identity document, birth certificate, proof of address, tax notices, "
             "French language diploma",
-            "ar": "وثيقة الهوية، شهادة الميلاد، إثبات السكن، الإشعارات الضريبية، شهادة اللغة الفرنسية",
+            "ar": "وثيقة الهوية، شهادة الميلاد، إثبات السكن، "
+            "الإشعارات الضريبية، شهادة اللغة الفرنسية",
         }[language]
         assert expected in text.body
         assert "_" not in text.body
