@@ -6,7 +6,9 @@ named by notification id, so a redelivered message rewrites the same file instea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import os
 import tempfile
 from email import policy
@@ -15,7 +17,13 @@ from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from pimms_notifications.channels import OutgoingMessage
+from pimms_notifications.channels import (
+    Delivered,
+    DeliveryResult,
+    OutgoingMessage,
+    TransientFailure,
+)
+from pimms_notifications.channels.email_message import message_id_for
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -48,6 +56,21 @@ def _sync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+async def write_file(path: Path, data: bytes) -> None:
+    """`write_atomically` off the event loop (the fsyncs take milliseconds, more on a busy disk)."""
+    await asyncio.to_thread(write_atomically, path, data)
+
+
+async def deliver_file(path: Path, data: bytes) -> DeliveryResult:
+    """Write one message file; a file system error is transient (an operator frees the disk)."""
+    try:
+        await write_file(path, data)
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0, "unknown").lower()
+        return TransientFailure(reason=f"file_{code}")
+    return Delivered()
+
+
 def safe_segment(value: str) -> str:
     """A value usable as one folder name: no separator, no `..`, nothing hidden."""
     quoted = quote(value, safe="-_@+")
@@ -64,10 +87,17 @@ class FileSmsChannel:
         """Where this message's file goes."""
         return self.root / f"{message.notification_id}.txt"
 
+    def content(self, message: OutgoingMessage) -> bytes:
+        """The file's bytes."""
+        return f"To: {message.to}\n\n{message.body}".encode()
+
     async def send(self, message: OutgoingMessage) -> None:
+        """Write the SMS file (raises OSError)."""
+        await write_file(self.path_for(message), self.content(message))
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
         """Write the SMS file."""
-        text = f"To: {message.to}\n\n{message.body}"
-        write_atomically(self.path_for(message), text.encode("utf-8"))
+        return await deliver_file(self.path_for(message), self.content(message))
 
 
 class FileEmailChannel:
@@ -88,16 +118,19 @@ class FileEmailChannel:
         email["To"] = message.to
         email["Subject"] = message.subject or ""
         email["Date"] = format_datetime(message.sent_at)
-        domain = self.sender.rpartition("@")[2].strip("> ") or "pimms.invalid"
-        email["Message-ID"] = f"<{message.notification_id}@{domain}>"
+        email["Message-ID"] = message_id_for(message.notification_id, sender=self.sender)
         email["Auto-Submitted"] = "auto-generated"
         email.set_content(message.body, charset="utf-8", cte="8bit")  # readable as a file
         email["Content-Language"] = message.language  # after set_content, which clears Content-*
         return email
 
     async def send(self, message: OutgoingMessage) -> None:
+        """Write the e-mail file (raises OSError)."""
+        await write_file(self.path_for(message), self.to_email(message).as_bytes())
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
         """Write the e-mail file."""
-        write_atomically(self.path_for(message), self.to_email(message).as_bytes())
+        return await deliver_file(self.path_for(message), self.to_email(message).as_bytes())
 
 
 class FileMediatorInbox:
@@ -115,12 +148,20 @@ class FileMediatorInbox:
             / f"{message.notification_id}.txt"
         )
 
-    async def send(self, message: OutgoingMessage) -> None:
-        """Write the inbox file."""
+    def content(self, message: OutgoingMessage) -> bytes:
+        """The file's bytes."""
         text = (
             f"To: {message.to} ({message.site_id})\n"
             f"Subject: {message.subject or ''}\n"
             f"Date: {message.sent_at.isoformat(timespec='seconds')}\n\n"
             f"{message.body}"
         )
-        write_atomically(self.path_for(message), text.encode("utf-8"))
+        return text.encode("utf-8")
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Write the inbox file (raises OSError)."""
+        await write_file(self.path_for(message), self.content(message))
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
+        """Write the inbox file."""
+        return await deliver_file(self.path_for(message), self.content(message))

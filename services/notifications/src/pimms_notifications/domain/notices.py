@@ -36,6 +36,15 @@ REFERRAL_UNROUTABLE = "referral_unroutable"
 REFERRAL_DELIVERY_FAILED = "referral_delivery_failed"
 PARTNER_REPORT_REFUSED = "partner_report_refused"
 VISITOR_UNREACHABLE = "visitor_unreachable"
+# Moments that are not one lifecycle event.
+DOCUMENT_REMINDER = "document_reminder"
+"""The visitor is reminded of the documents a held referral still waits for."""
+PARTNER_REMINDED = "partner_reminded"
+"""The mediator learns the partner did not acknowledge in time and was reminded."""
+REFERRAL_ESCALATED = "referral_escalated"
+"""The mediator learns the partner still did not acknowledge at twice the delay."""
+COMBINED = "combined"
+"""Several notices of one moment, said in one message (see domain.moments)."""
 
 VISITOR_TEMPLATES: frozenset[str] = frozenset(
     {
@@ -64,6 +73,14 @@ MEDIATOR_TEMPLATES: frozenset[str] = frozenset(
     }
 )
 
+ALL_VISITOR_TEMPLATES: frozenset[str] = VISITOR_TEMPLATES | {DOCUMENT_REMINDER}
+"""Every template a visitor notice may name (COMBINED aside)."""
+ALL_MEDIATOR_TEMPLATES: frozenset[str] = MEDIATOR_TEMPLATES | {
+    PARTNER_REMINDED,
+    REFERRAL_ESCALATED,
+}
+"""Every template a mediator notice may name (COMBINED aside)."""
+
 # Fixed: notification ids are uuid5(this, "<consumed message id>:<audience>:<template>").
 _NOTIFICATION_NAMESPACE = UUID("5f0c3b8e-2a4d-4c1e-9b7a-6d2f1e8c0a93")
 
@@ -84,6 +101,8 @@ class Facts:
     reported_status: str | None = None
     current_status: str | None = None
     failed_template: str | None = None
+    reminder: int | None = None
+    """Which reminder this is (1, 2, ...), for reminders and escalations."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,32 @@ def visitor_unreachable_notice(*, failed_template: str, referral_id: UUID | None
         template=VISITOR_UNREACHABLE,
         referral_id=referral_id,
         facts=Facts(failed_template=failed_template),
+    )
+
+
+def document_reminder_notice(
+    *, referral_id: UUID, partner_id: str, documents: tuple[str, ...], reminder: int
+) -> Notice:
+    """The visitor is reminded which documents the held referral still waits for."""
+    facts = Facts(partner_id=partner_id, documents=documents, reminder=reminder)
+    return Notice(
+        audience="visitor", template=DOCUMENT_REMINDER, referral_id=referral_id, facts=facts
+    )
+
+
+def partner_reminded_notice(*, referral_id: UUID, partner_id: str, reminder: int) -> Notice:
+    """The mediator learns the partner was reminded (no acknowledgement in time)."""
+    facts = Facts(partner_id=partner_id, reminder=reminder)
+    return Notice(
+        audience="mediator", template=PARTNER_REMINDED, referral_id=referral_id, facts=facts
+    )
+
+
+def referral_escalated_notice(*, referral_id: UUID, partner_id: str) -> Notice:
+    """The mediator is asked to step in: still no acknowledgement at twice the delay."""
+    facts = Facts(partner_id=partner_id)
+    return Notice(
+        audience="mediator", template=REFERRAL_ESCALATED, referral_id=referral_id, facts=facts
     )
 
 

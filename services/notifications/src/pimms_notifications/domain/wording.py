@@ -162,6 +162,7 @@ TEMPLATE_LABELS: Mapping[str, str] = {
     "referral_rejected": "le refus de la demande",
     "referral_expired": "l'absence de réponse du partenaire",
     "case_closed": "la clôture du dossier",
+    "document_reminder": "le rappel des pièces manquantes",
 }
 
 
@@ -230,6 +231,8 @@ def template_variables(
         values["reported_status"] = _word(STATUSES, facts.reported_status)
     if facts.current_status is not None:
         values["current_status"] = _word(STATUSES, facts.current_status)
+    if facts.reminder is not None:
+        values["reminder"] = str(facts.reminder)
     if facts.failed_template is not None:
         values["failed_template"] = _word(TEMPLATE_LABELS, facts.failed_template)
     return values
