@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +67,69 @@ async def _case_ids(engines: dict[str, AsyncEngine], key: str) -> tuple[set[str]
             )
             aliases.update(names.scalars())
     return case_ids, aliases
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """A case as support staff name it."""
+
+    case_id: str
+    reference: str | None
+
+
+def _open_engines(directory: Path, urls: dict[str, str] | None) -> dict[str, AsyncEngine]:
+    engines: dict[str, AsyncEngine] = {}
+    for spec in SERVICES:
+        engine = _engine(spec, directory, (urls or {}).get(spec.name))
+        if engine is not None:
+            engines[spec.name] = engine
+    return engines
+
+
+async def case_refs(
+    keys: Iterable[str], directory: Path | None = None, urls: dict[str, str] | None = None
+) -> dict[str, CaseRef]:
+    """The case of each key the services know (submission ids, references, referral ids)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    engines = _open_engines(directory or data_dir(), urls)
+    case_of: dict[str, str] = {}
+    names: dict[str, set[str]] = {}
+    try:
+        for engine in engines.values():
+            async with engine.connect() as connection:
+                found = await connection.execute(
+                    select(trace_keys.c.alias, trace_keys.c.case_id).where(
+                        trace_keys.c.alias.in_(wanted)
+                    )
+                )
+                for alias, case_id in found:
+                    case_of[alias] = case_id
+        case_ids = set(case_of.values()) | {k for k in wanted if k not in case_of}
+        for engine in engines.values():
+            async with engine.connect() as connection:
+                found = await connection.execute(
+                    select(trace_keys.c.alias, trace_keys.c.case_id).where(
+                        trace_keys.c.case_id.in_(case_ids)
+                    )
+                )
+                for alias, case_id in found:
+                    names.setdefault(case_id, set()).add(alias)
+    except Exception:  # a database not migrated yet, or unreachable: no names, not an error
+        return {}
+    finally:
+        for engine in engines.values():
+            await engine.dispose()
+    refs: dict[str, CaseRef] = {}
+    for key in wanted:
+        case_id = case_of.get(key) or (key if key in names else None)
+        if case_id is not None:
+            reference = next(
+                (a for a in sorted(names.get(case_id, ())) if _REFERENCE.match(a)), None
+            )
+            refs[key] = CaseRef(case_id, reference)
+    return refs
 
 
 async def collect(
