@@ -12,7 +12,6 @@ from typing import Any
 from pimms_servicekit.logging import configure_logging
 
 from pimms_cli.config import configured_bootstrap, data_dir
-from pimms_cli.platform import Platform
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,6 +87,8 @@ async def _run_dead_letters(args: argparse.Namespace) -> int:
 
 async def run_dev() -> int:
     """Run until Ctrl-C or SIGTERM, then stop everything cleanly."""
+    from pimms_cli.platform import Platform
+
     platform = Platform(data_dir=data_dir(), bootstrap=configured_bootstrap())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
