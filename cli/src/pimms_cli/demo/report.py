@@ -53,8 +53,9 @@ def notes_text(seen: Followed) -> str:
 def report(stories: Sequence[Story], followed: Sequence[Followed]) -> Table:
     """One row per story; the check column says ok or what is wrong."""
     grid = table("#", "Situation", "Partners", "Final status", "Notified", "Check")
+    grid.expand = True  # the ratios below share the width
     grid.columns[0].justify = "right"
-    for column, ratio in zip(grid.columns[1:], (5, 3, 3, 3, 2), strict=True):
+    for column, ratio in zip(grid.columns[1:], (9, 6, 5, 5, 4), strict=True):
         column.ratio = ratio
         column.overflow = "fold"
     for index, (story, seen) in enumerate(zip(stories, followed, strict=True)):
