@@ -1,4 +1,4 @@
-"""The `pimms` command: `pimms dev`, `pimms demo`, `pimms trace <id>`."""
+"""The `pimms` command: dev, demo, trace, logs, dead-letters."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from pimms_servicekit.logging import configure_logging
 
 from pimms_cli.config import configured_bootstrap, data_dir
-from pimms_cli.platform import Platform
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     trace = commands.add_parser("trace", help="the timeline of one case across the services")
     trace.add_argument("key", help="case reference, case id, submission id or referral id")
     trace.add_argument("--json", action="store_true", help="one JSON object per line")
+    logs = commands.add_parser("logs", help="one case's log lines from every service, in order")
+    logs.add_argument("key", help="case reference, case id or submission id")
+    logs.add_argument("--json", action="store_true", help="one JSON object per line")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    _dead_letter_commands(commands)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `pimms trace X | head` ends quietly
     # The command's own log lines: warnings only, as JSON; a broker probe that fails is not news.
@@ -43,10 +48,47 @@ def main(argv: list[str] | None = None) -> None:
         from pimms_cli.trace import run_trace
 
         raise SystemExit(asyncio.run(run_trace(args.key, as_json=args.json)))
+    if args.command == "logs":
+        from pimms_cli.logs import run_logs
+
+        raise SystemExit(asyncio.run(run_logs(args.key, as_json=args.json, follow=args.follow)))
+    if args.command == "dead-letters":
+        raise SystemExit(asyncio.run(_run_dead_letters(args)))
+
+
+def _dead_letter_commands(commands: Any) -> None:
+    group = commands.add_parser("dead-letters", help="read, show and replay dead letters")
+    actions = group.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="a table of dead letters (every *.dlt topic)")
+    listing.add_argument("--topic", help="original or dead letter topic")
+    listing.add_argument("--reason", help="reason code, e.g. unknown_status")
+    listing.add_argument("--since", help="30m, 2h, 7d or a date (2026-11-27T09:00)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = actions.add_parser("show", help="one dead letter, personal data masked")
+    show.add_argument("id", help="<dlt topic>:<partition>:<offset>, as `list` shows")
+    replay = actions.add_parser("replay", help="re-publish to the original topic, marked")
+    replay.add_argument("ids", nargs="*", help="dead letter ids")
+    replay.add_argument("--topic", help="every dead letter of this topic (not replayed yet)")
+    replay.add_argument("--reason", help="every dead letter with this reason (not replayed yet)")
+    replay.add_argument("--again", action="store_true", help="include those already replayed")
+
+
+async def _run_dead_letters(args: argparse.Namespace) -> int:
+    from pimms_cli import deadletter_commands as dlt
+
+    if args.action == "list":
+        return await dlt.run_list(
+            topic=args.topic, reason=args.reason, since=args.since, as_json=args.json
+        )
+    if args.action == "show":
+        return await dlt.run_show(args.id)
+    return await dlt.run_replay(args.ids, topic=args.topic, reason=args.reason, again=args.again)
 
 
 async def run_dev() -> int:
     """Run until Ctrl-C or SIGTERM, then stop everything cleanly."""
+    from pimms_cli.platform import Platform
+
     platform = Platform(data_dir=data_dir(), bootstrap=configured_bootstrap())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,0 +1,198 @@
+"""The morning: 13 situations across categories, postal codes, languages and channels."""
+
+from __future__ import annotations
+
+from pimms_contracts.examples import need_submitted
+
+from pimms_cli.demo.partners import edf, poste
+from pimms_cli.demo.story import (
+    CaseOutcome,
+    Closes,
+    DeadLettered,
+    Garbage,
+    Need,
+    On,
+    PartnerSays,
+    ReferralStatus,
+    Rejected,
+    SameAnswer,
+    SameNeedAs,
+    StaysUnroutable,
+    Story,
+    Withdraw,
+    WithdrawReason,
+)
+
+SMS = {"sms": True, "email": False}
+MAIL = {"sms": False, "email": True}
+NO_CHANNEL = {"sms": False, "email": False}
+COMPLETED = ReferralStatus.COMPLETED
+
+
+def morning() -> list[Story]:
+    """The stories, in the order the desks send them (fresh submission ids on every call)."""
+    return [
+        Story(
+            "Unpaid EDF bill, cut-off threatened (Lyon 8e, SMS, fr)",
+            Need(need_submitted()),
+            answers={
+                "edf": (
+                    edf("RECU"),
+                    edf("PRIS_EN_CHARGE"),
+                    edf("CLOS", resultat="SOLUTION_TROUVEE"),
+                )
+            },
+            expect=Closes(CaseOutcome.RESOLVED, {"edf": COMPLETED}),
+        ),
+        Story("The same need sent twice by the desk tool", SameNeedAs(0), expect=SameAnswer()),
+        Story(
+            "Parcel lost for three weeks (Paris 11e, e-mail, en)",
+            Need(
+                need_submitted(
+                    site_id="paris-11",
+                    visitor__first_name="John",
+                    visitor__last_name="Smith",
+                    visitor__postal_code="75011",
+                    visitor__preferred_language="en-GB",
+                    visitor__email="john.smith@example.org",
+                    visitor__contact_consent=MAIL,
+                    need__category="postal_service",
+                    need__urgency="normal",
+                    need__summary="Colis non distribué depuis trois semaines",
+                )
+            ),
+            answers={
+                "la-poste": (poste("recue"), poste("acceptee"), poste("traitee", issue="favorable"))
+            },
+            expect=Closes(CaseOutcome.RESOLVED, {"la-poste": COMPLETED}),
+        ),
+        Story(
+            "Energy debt, no solution found (Marseille 3e, SMS, ar)",
+            Need(
+                need_submitted(
+                    site_id="marseille-3",
+                    visitor__first_name="فاطمة",
+                    visitor__last_name="بن علي",
+                    visitor__postal_code="13003",
+                    visitor__preferred_language="ar",
+                    visitor__contact_consent=SMS,
+                    need__urgency="normal",
+                )
+            ),
+            answers={"edf": (edf("RECU"), edf("CLOS", resultat="SANS_SOLUTION"))},
+            reactions=(On("closed", PartnerSays("edf", edf("RECU"))),),
+            expect=Closes(
+                CaseOutcome.NOT_RESOLVED,
+                {"edf": COMPLETED},
+                partner_dead_letters=("impossible_transition",),
+            ),
+        ),
+        Story(
+            "Registered letter refused, summary with < and & (Ajaccio 2A, SMS, fr)",
+            Need(
+                need_submitted(
+                    site_id="ajaccio",
+                    visitor__first_name="Łukasz",
+                    visitor__last_name="Wójcik",
+                    visitor__postal_code="20090",
+                    need__category="postal_service",
+                    need__urgency="low",
+                    need__summary="Lettre recommandée <AR> refusée & renvoyée",
+                )
+            ),
+            answers={"la-poste": (poste("recue"), poste("rejetee", motif="hors-perimetre"))},
+            expect=Closes(CaseOutcome.NOT_RESOLVED, {"la-poste": ReferralStatus.REJECTED}),
+        ),
+        Story(
+            "Phone contract dispute: no telecom partner yet (Lyon 3e); solved at the desk",
+            Need(
+                need_submitted(
+                    visitor__postal_code="69003", need__category="telecom", need__urgency="normal"
+                )
+            ),
+            reactions=(On("unroutable", Withdraw(WithdrawReason.RESOLVED_AT_DESK)),),
+            expect=Closes(CaseOutcome.WITHDRAWN),
+        ),
+        Story(
+            "Water bill in Paris: Eau du Grand Lyon only serves Rhône (stays with the mediator)",
+            Need(
+                need_submitted(
+                    site_id="paris-11",
+                    visitor__postal_code="75020",
+                    need__category="water_bill",
+                    need__urgency="normal",
+                )
+            ),
+            expect=StaysUnroutable(),
+        ),
+        Story(
+            "Desk tool bug: phone typed with spaces, unknown category",
+            Need(need_submitted(visitor__phone="06 12 34", need__category="cooking")),
+            expect=Rejected(("invalid_format", "invalid_value")),
+        ),
+        Story(
+            "Visitor did not agree to share the need",
+            Need(need_submitted(consent_to_share=False)),
+            expect=Rejected(("consent_missing",)),
+        ),
+        Story(
+            "Electricity debt, visitor reachable by no channel (Saint-Denis, La Réunion)",
+            Need(
+                need_submitted(
+                    site_id="saint-denis-reunion",
+                    visitor__postal_code="97400",
+                    visitor__contact_consent=NO_CHANNEL,
+                    visitor__email=None,
+                )
+            ),
+            answers={
+                "edf": (edf("RECU"), edf("EN_COURS"), edf("CLOS", resultat="CLIENT_INJOIGNABLE"))
+            },
+            expect=Closes(CaseOutcome.NOT_RESOLVED, {"edf": COMPLETED}, visitor_unreachable=True),
+        ),
+        Story(
+            "EDF payment plan, then the visitor withdraws (Lille, e-mail, fr)",
+            Need(
+                need_submitted(
+                    site_id="lille-sud",
+                    visitor__postal_code="59000",
+                    visitor__contact_consent=MAIL,
+                    need__urgency="normal",
+                )
+            ),
+            answers={"edf": (edf("RECU"),)},
+            reactions=(On("received", Withdraw(WithdrawReason.VISITOR_REQUEST)),),
+            expect=Closes(CaseOutcome.WITHDRAWN, {"edf": ReferralStatus.CANCELLED}),
+        ),
+        Story(
+            "Parcel held at the post office, visitor must bring ID (Brest, SMS, fr)",
+            Need(
+                need_submitted(
+                    site_id="brest",
+                    visitor__postal_code="29200",
+                    need__category="postal_service",
+                    need__urgency="normal",
+                    need__summary="Colis en instance, pièce d'identité requise",
+                )
+            ),
+            answers={
+                "la-poste": (
+                    poste("égarée"),
+                    poste("recue"),
+                    poste("attente-usager"),
+                    poste("en-cours"),
+                    poste("traitee", issue="favorable"),
+                )
+            },
+            expect=Closes(
+                CaseOutcome.RESOLVED,
+                {"la-poste": COMPLETED},
+                partner_dead_letters=("unknown_status",),
+            ),
+        ),
+        Story(
+            "A tool sends something that is not JSON",
+            Garbage(b"<need>oops</need>"),
+            expect=DeadLettered(),
+        ),
+    ]
