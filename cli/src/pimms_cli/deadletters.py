@@ -16,24 +16,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pimms_contracts import topics
 from pimms_contracts.topics import dead_letters
 
-# Header names of specs/front-office.md ("Support tools read these names").
+# Header names of specs/front-office.md ("Support tools read these names"), from the contracts.
 DLT_PREFIX = "pimms_dlt_"
-H_REASON = "pimms_dlt_reason"
-H_ERROR = "pimms_dlt_error"
-H_SERVICE = "pimms_dlt_service"
-H_ORIGINAL_TOPIC = "pimms_dlt_original_topic"
-H_ORIGINAL_PARTITION = "pimms_dlt_original_partition"
-H_ORIGINAL_OFFSET = "pimms_dlt_original_offset"
-H_FAILED_AT = "pimms_dlt_failed_at"
+H_REASON = topics.DLT_REASON
+H_ERROR = topics.DLT_ERROR
+H_SERVICE = topics.DLT_SERVICE
+H_ORIGINAL_TOPIC = topics.DLT_ORIGINAL_TOPIC
+H_ORIGINAL_PARTITION = topics.DLT_ORIGINAL_PARTITION
+H_ORIGINAL_OFFSET = topics.DLT_ORIGINAL_OFFSET
+H_FAILED_AT = topics.DLT_FAILED_AT
 # The replay marker: the services re-process a replayed message whose inbox outcome was
 # `dead_lettered`, and deduplicate it otherwise.
-H_REPLAY_OF = "pimms_replay_of"
-H_REPLAYED_AT = "pimms_replayed_at"
+H_REPLAY_OF = topics.REPLAY_OF
+H_REPLAYED_AT = topics.REPLAYED_AT
 REPLAY_PREFIX = "pimms_replay"
 
-REPLAYS_TOPIC = "pimms.ops.replays.v1"
+REPLAYS_TOPIC = topics.OPS_REPLAYS
 DLT_SUFFIX = ".dlt"
 
 

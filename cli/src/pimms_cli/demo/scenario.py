@@ -104,10 +104,12 @@ def morning() -> list[Story]:
             expect=Closes(CaseOutcome.NOT_RESOLVED, {"la-poste": ReferralStatus.REJECTED}),
         ),
         Story(
-            "Phone contract dispute: no telecom partner yet (Lyon 3e); solved at the desk",
+            "Housing rights question: no housing partner yet (Lyon 3e); solved at the desk",
             Need(
                 need_submitted(
-                    visitor__postal_code="69003", need__category="telecom", need__urgency="normal"
+                    visitor__postal_code="69003",
+                    need__category="housing_rights",
+                    need__urgency="normal",
                 )
             ),
             reactions=(On("unroutable", Withdraw(WithdrawReason.RESOLVED_AT_DESK)),),
