@@ -52,6 +52,8 @@ class HookCall:
     data: dict[str, Any]
     case_id: str | None = None
     correlation_id: str | None = None
+    causation_id: str | None = None
+    """The message that caused the effect: what the hook emits is caused by it too."""
 
     def to_json(self) -> dict[str, Any]:
         """As stored in an outbox row."""
@@ -60,6 +62,7 @@ class HookCall:
             "data": self.data,
             "case_id": self.case_id,
             "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
         }
 
     @classmethod
@@ -70,6 +73,7 @@ class HookCall:
             data=dict(stored.get("data") or {}),
             case_id=stored.get("case_id"),
             correlation_id=stored.get("correlation_id"),
+            causation_id=stored.get("causation_id"),
         )
 
 
@@ -114,7 +118,11 @@ class Hooks(Generic[R]):
             if model is None:
                 log.error("hook.unknown", hook=call.name)
             return
-        uow.begin_hook(case_id=call.case_id, correlation_id=call.correlation_id)
+        uow.begin_hook(
+            case_id=call.case_id,
+            correlation_id=call.correlation_id,
+            causation_id=call.causation_id,
+        )
         try:
             await handler(model.model_validate(call.data), outcome, uow)
         finally:

@@ -54,6 +54,12 @@ class _Frame:
     event_type: str | None
     outcome: str = "handled"
     logged: bool = False
+    causation_id: str | None = None
+
+    @property
+    def cause(self) -> str | None:
+        """The id of the message the current work descends from (a hook's: its message's)."""
+        return self.incoming.message_id if self.incoming is not None else self.causation_id
 
 
 Replayer = Callable[[Incoming], Awaitable[None]]
@@ -133,7 +139,7 @@ class UnitOfWork(Generic[R]):
             key=key,
             case_id=frame.case_id,
             correlation_id=frame.correlation_id,
-            causation_id=frame.incoming.message_id if frame.incoming else None,
+            causation_id=frame.cause,
             detail=detail,
             on_sent=self._hook_call(hook),
         )
@@ -252,7 +258,13 @@ class UnitOfWork(Generic[R]):
             )
         )
 
-    def begin_hook(self, *, case_id: str | None, correlation_id: str | None) -> None:
+    def begin_hook(
+        self,
+        *,
+        case_id: str | None,
+        correlation_id: str | None,
+        causation_id: str | None = None,
+    ) -> None:
         """A hook starts running (no message: what it emits inherits the stored journey)."""
         self._frames.append(
             _Frame(
@@ -260,6 +272,7 @@ class UnitOfWork(Generic[R]):
                 case_id=case_id,
                 correlation_id=correlation_id or new_id(),
                 event_type=None,
+                causation_id=causation_id,
             )
         )
 
@@ -339,6 +352,7 @@ class UnitOfWork(Generic[R]):
             data=hook.model_dump(mode="json"),
             case_id=frame.case_id,
             correlation_id=frame.correlation_id,
+            causation_id=frame.cause,
         ).to_json()
 
 
