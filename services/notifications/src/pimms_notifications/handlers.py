@@ -301,15 +301,7 @@ def _dispatch(
             language=language,
         ),
     )
-    repo.record(record)
-    uow.log(
-        "notification.queued",
-        audience=notice.audience,
-        channel=channel,
-        template=notice.template,
-        language=language,
-        notification_id=str(record.notification_id),
-    )
+    repo.record(record)  # its outcome is logged by the hooks: one line per notification
 
 
 def _record(
