@@ -20,7 +20,7 @@ from pimms_contracts.v1.internal import (
     SharedVisitor,
 )
 from pimms_contracts.v1.lifecycle import ReferralCompleted, ReferralOnHold
-from pimms_notifications.adapters.repository import NotificationsRepository
+from pimms_notifications.adapters.repository import notifications_of_case
 from pimms_notifications.app import build_runtime
 from pimms_notifications.settings import NotificationsSettings
 from pimms_servicekit.runtime import ServiceRuntime
@@ -199,7 +199,7 @@ async def test_visitors_and_mediators_are_told_through_kafka(
         assert len(list(inbox.iterdir())) == 4
 
         async with runtime.database.sessions() as session:
-            rows = await NotificationsRepository(session).of_case(str(unreachable.case_id))
+            rows = await notifications_of_case(session, case_id=str(unreachable.case_id))
         assert sorted((r.audience, r.template, r.status) for r in rows) == [
             ("mediator", "referral_on_hold", "sent"),
             ("mediator", "visitor_unreachable", "sent"),

@@ -1,11 +1,15 @@
-"""Notifications on faststream's in-memory TestKafkaBroker: what visitors and mediators get."""
+"""Notifications on faststream's in-memory TestKafkaBroker and a real database (SQLite and
+PostgreSQL): what visitors and mediators get, and that messages leave only after the commit."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,14 +39,18 @@ from pimms_contracts.v1.lifecycle import (
     ReferralOnHold,
     ReferralUnroutable,
 )
-from pimms_contracts.v1.notifications import NotificationChannel
-from pimms_notifications.adapters.repository import NotificationsRepository
-from pimms_notifications.app import build_runtime, file_channels
-from pimms_notifications.channels import Channel, OutgoingMessage
+from pimms_notifications.adapters.destinations import CHANNEL_POLICY, ChannelDestination
+from pimms_notifications.adapters.repository import NotificationRecord, notifications_of_case
+from pimms_notifications.app import build_runtime, file_destinations
+from pimms_notifications.channels import OutgoingMessage
 from pimms_notifications.settings import NotificationsSettings
 from pimms_servicekit.clock import ManualClock
+from pimms_servicekit.effects import Destination
 from pimms_servicekit.messages import encode, new_id
 from pimms_servicekit.runtime import ServiceRuntime
+from pimms_servicekit.tables import effects
+from pimms_servicekit.unit_of_work import UnitOfWork
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 AT = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
@@ -119,16 +127,56 @@ class FailingSms:
         raise ConnectionRefusedError(111, "SMS gateway unreachable")
 
 
+class RecordingSms:
+    """An SMS provider that counts what it receives (a file would hide a second send)."""
+
+    def __init__(self) -> None:
+        self.received: list[OutgoingMessage] = []
+
+    async def send(self, message: OutgoingMessage) -> None:
+        self.received.append(message)
+
+
+class HangingSms:
+    """An SMS channel whose send blocks its thread (a provider or a disk that never answers)."""
+
+    def __init__(self) -> None:
+        self.hanging = 0
+        self.release = threading.Event()
+        self.received: list[OutgoingMessage] = []
+        self._lock = threading.Lock()
+
+    async def send(self, message: OutgoingMessage) -> None:
+        with self._lock:
+            self.hanging += 1
+        if not self.release.wait(timeout=20):  # bounded, so that a regression fails, not hangs
+            raise TimeoutError("never released")
+        self.received.append(message)
+
+
+def with_sms(data_dir: Path, sms: Any, *, blocking: bool) -> list[Destination]:
+    """The file channels, with this SMS channel instead of the file one."""
+    files = file_destinations(NotificationsSettings(data_dir=data_dir))
+    return [
+        ChannelDestination(name="sms", channel=sms, blocking=blocking),
+        *(d for d in files if d.name != "sms"),
+    ]
+
+
 @dataclass
 class Platform:
     """The other services, as seen through the in-memory broker, and the files written."""
 
     broker: Any
-    runtime: ServiceRuntime
+    runtime: ServiceRuntime[Any]
+    clock: ManualClock
     data_dir: Path
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
-    async def publish(self, topic: str, event: Event, *, ce_id: str | None = None) -> str:
+    async def publish(
+        self, topic: str, event: Event, *, ce_id: str | None = None, settle: bool = True
+    ) -> str:
+        """Publish `event` as another service would; by default, deliver what it caused."""
         envelope = Envelope(
             id=ce_id or new_id(),
             source="urn:pimms:referrals",
@@ -143,14 +191,22 @@ class Platform:
             key=str(getattr(event, "case_id", "")).encode(),
             headers={k: v.decode() for k, v in headers},
         )
-        await self.runtime.relay.drain()
+        if settle:
+            await self.settle()
         return envelope.id
 
-    async def intake(self, event: Event, *, ce_id: str | None = None) -> str:
-        return await self.publish(topics.INTAKE_CASES, event, ce_id=ce_id)
+    async def settle(self) -> None:
+        """Deliver the due messages (their hooks announce them), then publish the events."""
+        await self.runtime.drain_effects()
+        await self.runtime.relay.drain()
 
-    async def lifecycle(self, event: Event, *, ce_id: str | None = None) -> str:
-        return await self.publish(topics.CASES, event, ce_id=ce_id)
+    async def intake(self, event: Event, *, ce_id: str | None = None, settle: bool = True) -> str:
+        return await self.publish(topics.INTAKE_CASES, event, ce_id=ce_id, settle=settle)
+
+    async def lifecycle(
+        self, event: Event, *, ce_id: str | None = None, settle: bool = True
+    ) -> str:
+        return await self.publish(topics.CASES, event, ce_id=ce_id, settle=settle)
 
     def files(self, channel: str) -> list[Path]:
         folder = self.data_dir / "notifications" / channel
@@ -165,21 +221,30 @@ class Platform:
     def told(self) -> list[tuple[str, str | None, str]]:
         return [(e["audience"], e["channel"], e["template"]) for _, e in self.events]
 
-    async def records(self, case_id: uuid.UUID) -> list[Any]:
+    async def records(self, case_id: uuid.UUID) -> list[NotificationRecord]:
         async with self.runtime.database.sessions() as session:
-            return await NotificationsRepository(session).of_case(str(case_id))
+            return await notifications_of_case(session, case_id=str(case_id))
+
+    async def effect_rows(self, notification_id: str) -> int:
+        async with self.runtime.database.sessions() as session:
+            statement = select(func.count()).where(effects.c.idempotency_key == notification_id)
+            return int((await session.execute(statement)).scalar_one())
+
+    async def outlast_every_retry(self) -> None:
+        """Let the retry policy run its course: every attempt, hours apart."""
+        for _ in range(CHANNEL_POLICY.max_attempts):
+            self.clock.advance(CHANNEL_POLICY.max_delay * 2)
+            await self.settle()
 
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, channels: dict[NotificationChannel, Channel] | None = None
+    tmp_path: Path, database_url: str, destinations: Sequence[Destination] | None = None
 ) -> AsyncIterator[Platform]:
     """Notifications on the in-memory broker, with a listener on pimms.notifications.v1."""
-    settings = NotificationsSettings(
-        data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'notifications.db'}",
-    )
-    runtime = build_runtime(settings, clock=ManualClock(), channels=channels)
+    settings = NotificationsSettings(data_dir=tmp_path, database_url=database_url)
+    clock = ManualClock()
+    runtime = build_runtime(settings, clock=clock, destinations=destinations)
     runtime.subscribe()
     runtime.use_test_broker()
     broker = runtime.broker
@@ -190,21 +255,27 @@ async def running(
         events.append((msg.headers["ce_type"], json.loads(msg.body)))
 
     await runtime.prepare_database()
-    async with TestKafkaBroker(broker) as test_broker:
-        yield Platform(test_broker, runtime, tmp_path, events)
-    await runtime.database.dispose()
+    try:
+        async with TestKafkaBroker(broker) as test_broker:
+            yield Platform(test_broker, runtime, clock, tmp_path, events)
+    finally:
+        for destination in runtime.dispatchers.values():
+            if isinstance(destination.destination, ChannelDestination):
+                destination.destination.close()
+        await runtime.database.dispose()
 
 
 @pytest.fixture
-async def platform(tmp_path: Path) -> AsyncIterator[Platform]:
-    async with running(tmp_path) as started:
+async def platform(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]:
+    async with running(tmp_path, database_url) as started:
         yield started
 
 
 @pytest.fixture
-async def platform_without_sms(tmp_path: Path) -> AsyncIterator[Platform]:
-    channels = {**file_channels(NotificationsSettings(data_dir=tmp_path)), "sms": FailingSms()}
-    async with running(tmp_path, channels) as started:
+async def platform_without_sms(tmp_path: Path, database_url: str) -> AsyncIterator[Platform]:
+    async with running(
+        tmp_path, database_url, with_sms(tmp_path, FailingSms(), blocking=False)
+    ) as started:
         yield started
 
 
@@ -413,25 +484,151 @@ async def test_a_redelivered_message_sends_nothing_twice(platform: Platform) -> 
     assert len(platform.files("mediator_inbox")) == 1
 
 
-async def test_a_crash_before_commit_rewrites_the_same_file(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pipeline = platform.runtime.pipeline
-    real_flush = pipeline._flush
-    failures: list[int] = []
-
-    async def flush_failing_once(state: Any) -> None:
-        if not failures:
-            failures.append(1)
-            raise OperationalError("COMMIT", {}, Exception("database is locked"))
-        await real_flush(state)
-
-    monkeypatch.setattr(pipeline, "_flush", flush_failing_once)
-    await platform.intake(case_opened())
-    assert failures == [1]  # the files were written, then the transaction did not commit
+async def test_a_message_leaves_only_after_the_commit(platform: Platform) -> None:
+    case = case_opened()
+    await platform.intake(case, settle=False)
+    assert platform.files("sms") == []  # committed, not yet delivered: nothing sent, nothing said
+    [pending] = await platform.records(case.case_id)
+    assert (pending.status, pending.channel) == ("pending", "sms")
+    await platform.settle()
     [sms] = platform.files("sms")
-    [sent] = platform.sent()
-    assert sms.name == f"{sent['notification_id']}.txt"
+    assert sms.stem == str(pending.notification_id)
+    assert [(e["notification_id"], e["sent_at"]) for e in platform.sent()] == [
+        (str(pending.notification_id), platform.clock.now().isoformat().replace("+00:00", "Z"))
+    ]
+    [sent] = await platform.records(case.case_id)
+    assert sent.status == "sent"
+
+
+class InjectedFailure(RuntimeError):
+    """A handler or the database failing after the message was handed to its channel."""
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OperationalError("COMMIT", {}, Exception("database is locked")),
+        InjectedFailure("failed after the dispatch"),
+    ],
+    ids=["transient-database-error-retries-the-batch", "error-isolates-the-message"],
+)
+async def test_a_rolled_back_and_retried_batch_delivers_once(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    sms = RecordingSms()
+    real_flush = UnitOfWork.flush
+    rolled_back: list[int] = []
+
+    async def flush_then_fail_once(self: UnitOfWork[Any]) -> None:
+        queued = len(self.effects.rows)
+        await real_flush(self)  # the effect row is written in the transaction...
+        if queued and not rolled_back:
+            rolled_back.append(queued)
+            raise failure  # ...which then rolls back
+
+    monkeypatch.setattr(UnitOfWork, "flush", flush_then_fail_once)
+    destinations = with_sms(tmp_path, sms, blocking=True)
+    async with running(tmp_path, database_url, destinations) as platform:
+        case = case_opened()
+        opened_id = await platform.intake(case)
+        assert rolled_back == [1]
+        [message] = sms.received
+        assert message.to == PHONE
+        assert "LYON8-2026-000123" in message.body
+        [sent] = platform.sent()
+        assert sent["notification_id"] == str(message.notification_id)
+        assert await platform.effect_rows(str(message.notification_id)) == 1
+        # Kafka delivers the message again (the offset commit was lost): still one SMS.
+        await platform.intake(case, ce_id=opened_id)
+        await platform.outlast_every_retry()
+        assert len(sms.received) == 1
+        assert len(platform.sent()) == 1
+        [record] = await platform.records(case.case_id)
+        assert record.status == "sent"
+
+
+async def test_a_hanging_channel_does_not_stall_the_others(
+    tmp_path: Path, database_url: str
+) -> None:
+    sms = HangingSms()
+    destinations = with_sms(tmp_path, sms, blocking=True)
+    async with running(tmp_path, database_url, destinations) as platform:
+        runtime = platform.runtime
+        # As many SMS as the channel sends at once, due together: each holds one of its threads.
+        stuck = [
+            case_opened(reference=f"LYON8-2026-00070{i}") for i in range(CHANNEL_POLICY.concurrency)
+        ]
+        for case in stuck:
+            await platform.intake(case, settle=False)
+        lag = LoopLag()
+        tasks = [asyncio.create_task(d.run()) for d in runtime.dispatchers.values()]
+        tasks.append(asyncio.create_task(lag.watch()))
+        try:
+            await until(
+                platform,
+                lambda: sms.hanging == len(stuck),
+                "every SMS to hang, each on a thread of the SMS channel's own",
+            )
+            others = [
+                case_opened(sms=False, email=True, reference=f"LYON8-2026-00071{i}")
+                for i in range(3)
+            ]
+            for case in others:  # one batch each, while the SMS thread hangs
+                await platform.intake(case, settle=False)
+                await platform.lifecycle(
+                    ReferralCompleted(**about(case), outcome="resolved"), settle=False
+                )
+            await until(platform, lambda: len(platform.sent()) == 9, "e-mails and inbox")
+            assert sorted((e["channel"], e["template"]) for e in platform.sent()) == sorted(
+                [("email", "case_opened")] * 3
+                + [("email", "referral_completed")] * 3
+                + [("mediator_inbox", "referral_completed")] * 3
+            )
+            assert len(platform.files("email")) == 6
+            assert len(platform.files("mediator_inbox")) == 3
+            assert lag.worst < 1.0, f"the event loop stalled {lag.worst:.2f}s"
+            assert sms.received == []
+            pending = [r for case in stuck for r in await platform.records(case.case_id)]
+            assert {r.status for r in pending} == {"pending"}
+
+            sms.release.set()
+            total = 9 + len(stuck)
+            await until(platform, lambda: len(platform.sent()) == total, "the SMS")
+            assert {e["case_id"] for e in platform.sent()[9:]} == {str(c.case_id) for c in stuck}
+            assert sorted(m.notification_id for m in sms.received) == sorted(
+                r.notification_id for r in pending
+            )
+            sent = [r for case in stuck for r in await platform.records(case.case_id)]
+            assert {r.status for r in sent} == {"sent"}
+        finally:
+            sms.release.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class LoopLag:
+    """The longest the event loop went without running a 10 ms timer."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+
+    async def watch(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            self.worst = max(self.worst, now - last - 0.01)
+            last = now
+
+
+async def until(platform: Platform, condition: Callable[[], bool], what: str) -> None:
+    """Publish the outbox until `condition` holds (the dispatchers run on their own)."""
+    deadline = time.monotonic() + 15
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await platform.runtime.relay.drain()
+        await asyncio.sleep(0.02)
 
 
 async def test_a_channel_failure_is_reported_and_does_not_block_the_mediator(
@@ -441,12 +638,41 @@ async def test_a_channel_failure_is_reported_and_does_not_block_the_mediator(
     case = case_opened()
     await platform.intake(case)
     await platform.lifecycle(ReferralCompleted(**about(case), outcome="not_resolved"))
-    assert [(e["template"], e["channel"], e["reason"]) for e in platform.failed()] == [
-        ("case_opened", "sms", "channel_error"),
-        ("referral_completed", "sms", "channel_error"),
-    ]
+    # The mediator is told at once; the SMS waits for the provider, without saying it failed yet.
     assert [(e["audience"], e["template"]) for e in platform.sent()] == [
         ("mediator", "referral_completed")
     ]
     [inbox] = platform.files("mediator_inbox")
     assert "sans solution" in inbox.read_text(encoding="utf-8")
+    assert platform.failed() == []
+    await platform.outlast_every_retry()
+    assert [(e["template"], e["channel"], e["reason"]) for e in platform.failed()] == [
+        ("case_opened", "sms", "channel_error"),
+        ("referral_completed", "sms", "channel_error"),
+    ]
+    assert len(platform.sent()) == 1
+    statuses = [(r.audience, r.template, r.status) for r in await platform.records(case.case_id)]
+    assert sorted(statuses) == [
+        ("mediator", "referral_completed", "sent"),
+        ("visitor", "case_opened", "failed"),
+        ("visitor", "referral_completed", "failed"),
+    ]
+
+
+async def test_a_channel_that_refuses_a_message_fails_it_at_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    class ReadOnlySms:
+        async def send(self, message: OutgoingMessage) -> None:
+            raise PermissionError(13, "Permission denied")
+
+    destinations = with_sms(tmp_path, ReadOnlySms(), blocking=True)
+    async with running(tmp_path, database_url, destinations) as platform:
+        await platform.intake(case_opened())
+        [failed] = platform.failed()
+        assert (failed["channel"], failed["template"], failed["reason"]) == (
+            "sms",
+            "case_opened",
+            "channel_error",
+        )
+        assert platform.sent() == []

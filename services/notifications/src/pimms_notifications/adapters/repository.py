@@ -1,21 +1,35 @@
-"""Notifications' database access, inside the transaction of the batch being processed."""
+"""Notifications' database access for one batch: prefetched for the whole batch, written at flush.
+
+`NotificationsRepos` is built once per unit of work (a batch of messages, or a dispatcher's batch of
+delivery outcomes). It also holds what messages are made of (templates, partner names), so that
+handlers need nothing else.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
+from pimms_contracts.partners.directory import PartnerDirectory
 from pimms_contracts.v1.internal import IntakeCaseOpened
-from sqlalchemy import Table, select, update
+from pimms_servicekit.storage import storable_text
+from pimms_servicekit.tables import parked
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_notifications.adapters.tables import contact_profiles, notifications
+from pimms_notifications.adapters.templates import TemplateLibrary
 from pimms_notifications.domain.contacts import ContactProfile
+from pimms_notifications.domain.notices import TOLD_EVENTS
 
-NotificationStatus = Literal["sent", "failed", "skipped"]
+NotificationStatus = Literal["pending", "sent", "failed", "skipped"]
+"""pending: queued for its channel; sent / failed: the channel's final answer; skipped: not sent."""
+
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -34,47 +48,82 @@ class NotificationRecord:
     reason: str | None = None
 
 
-class NotificationsRepository:
-    """Contact profiles and the notifications sent."""
+class NotificationsRepos:
+    """Contact profiles and notifications of one batch, with the templates and partner names."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        templates: TemplateLibrary,
+        directory: PartnerDirectory,
+    ) -> None:
         self.session = session
+        self.templates = templates
+        self.directory = directory
+        self._profiles: dict[str, ContactProfile | None] = {}
+        self._waiting: set[str] = set()
+        self._new_profiles: dict[str, dict[str, Any]] = {}
+        self._told_unreachable: dict[str, datetime] = {}
+        self._new_records: list[dict[str, Any]] = []
+        self._statuses: list[dict[str, Any]] = []
 
-    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
-        """An INSERT that can skip rows already there, on either backend."""
-        if self.session.get_bind().dialect.name == "sqlite":
-            return sqlite.insert(table)
-        return postgresql.insert(table)
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def prefetch(self, payloads: Sequence[object]) -> None:
+        """Load the profiles of every case the batch names, and which cases have messages
+        waiting for their profile: two statements per batch."""
+        named = {case_id for p in payloads if (case_id := _case_of(p)) is not None}
+        case_ids = sorted(named - self._profiles.keys())
+        for start in range(0, len(case_ids), _CHUNK):
+            chunk = case_ids[start : start + _CHUNK]
+            self._profiles.update(dict.fromkeys(chunk))
+            rows = await self.session.execute(
+                select(contact_profiles).where(contact_profiles.c.case_id.in_(chunk))
+            )
+            self._profiles.update({row.case_id: _profile(row) for row in rows})
+            keys = [storable_text(c, limit=200) or "" for c in chunk]
+            waiting = await self.session.execute(
+                select(parked.c.park_key).where(parked.c.park_key.in_(keys)).distinct()
+            )
+            self._waiting.update(waiting.scalars())
 
     async def profile(self, case_id: str) -> ContactProfile | None:
         """The contact profile of a case, if intake's case_opened has arrived."""
-        row = (
-            await self.session.execute(
-                select(contact_profiles).where(contact_profiles.c.case_id == case_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        return ContactProfile(
-            case_id=row.case_id,
-            case_reference=row.case_reference,
-            site_id=row.site_id,
-            mediator_id=row.mediator_id,
-            first_name=row.first_name,
-            phone=row.phone,
-            email=row.email,
-            consent_sms=row.consent_sms,
-            consent_email=row.consent_email,
-            language=row.language,
-            unreachable_told=row.unreachable_told_at is not None,
-        )
+        if case_id not in self._profiles:
+            await self.prefetch([_CaseRef(case_id)])
+        return self._profiles.get(case_id)
+
+    def partner_name(self, partner_id: str | None) -> str | None:
+        """The operator's name ("EDF", "La Poste"), never its id; None when unknown."""
+        partner = self.directory.get(partner_id) if partner_id else None
+        return partner.operator if partner else None
+
+    # -- parking bookkeeping (so that only cases with waiting messages look at the parking) -----
+
+    def note_parked(self, case_id: str) -> None:
+        """A message of this case now waits for its profile."""
+        self._waiting.add(storable_text(case_id, limit=200) or "")
+
+    def take_waiting(self, case_id: str) -> bool:
+        """True (once) when messages of this case may wait in the parking."""
+        key = storable_text(case_id, limit=200) or ""
+        if key in self._waiting:
+            self._waiting.discard(key)
+            return True
+        return False
+
+    # -- writes, buffered until flush ------------------------------------------------------------
 
     async def add_profile(self, event: IntakeCaseOpened, *, at: datetime) -> ContactProfile | None:
         """Store the profile from intake's case_opened; None if it was already stored."""
+        case_id = str(event.case_id)
+        if await self.profile(case_id) is not None:
+            return None
         visitor = event.visitor
         # Intake shares a contact only where the visitor consented; keep it only then too.
         profile = ContactProfile(
-            case_id=str(event.case_id),
+            case_id=case_id,
             case_reference=event.case_reference,
             site_id=event.site_id,
             mediator_id=event.mediator_id,
@@ -85,76 +134,149 @@ class NotificationsRepository:
             consent_email=visitor.contact_consent.email,
             language=visitor.language,
         )
-        statement = (
-            self._insert(contact_profiles)
-            .values(
-                case_id=profile.case_id,
-                case_reference=profile.case_reference,
-                site_id=profile.site_id,
-                mediator_id=profile.mediator_id,
-                first_name=profile.first_name,
-                phone=profile.phone,
-                email=profile.email,
-                consent_sms=profile.consent_sms,
-                consent_email=profile.consent_email,
-                language=profile.language,
-                opened_at=event.opened_at,
-                stored_at=at,
-            )
-            .on_conflict_do_nothing(index_elements=["case_id"])
-        )
-        result = await self.session.execute(statement)
-        return profile if result.rowcount else None  # type: ignore[attr-defined]
+        self._profiles[case_id] = profile
+        self._new_profiles[case_id] = {
+            "case_id": profile.case_id,
+            "case_reference": profile.case_reference,
+            "site_id": profile.site_id,
+            "mediator_id": profile.mediator_id,
+            "first_name": profile.first_name,
+            "phone": profile.phone,
+            "email": profile.email,
+            "consent_sms": profile.consent_sms,
+            "consent_email": profile.consent_email,
+            "language": profile.language,
+            "opened_at": event.opened_at,
+            "stored_at": at,
+            "unreachable_told_at": None,
+        }
+        return profile
 
-    async def mark_unreachable_told(self, case_id: str, *, at: datetime) -> None:
+    def mark_unreachable_told(self, case_id: str, *, at: datetime) -> None:
         """The mediator has been told that the platform cannot reach this visitor."""
-        await self.session.execute(
-            update(contact_profiles)
-            .where(contact_profiles.c.case_id == case_id)
-            .values(unreachable_told_at=at)
+        profile = self._profiles.get(case_id)
+        if profile is not None:
+            self._profiles[case_id] = replace(profile, unreachable_told=True)
+        new = self._new_profiles.get(case_id)
+        if new is not None:
+            new["unreachable_told_at"] = at
+        else:
+            self._told_unreachable[case_id] = at
+
+    def record(self, record: NotificationRecord) -> None:
+        """Remember a notification (pending, failed or skipped); a replay of it changes nothing."""
+        self._new_records.append(
+            {
+                "notification_id": str(record.notification_id),
+                "case_id": record.case_id,
+                "referral_id": str(record.referral_id) if record.referral_id else None,
+                "audience": record.audience,
+                "channel": record.channel,
+                "template": record.template,
+                "language": record.language,
+                "at": record.at,
+                "status": record.status,
+                "reason": record.reason,
+            }
         )
 
-    async def record(self, record: NotificationRecord) -> None:
-        """Remember a notification (sent, failed or skipped); a replay of it changes nothing."""
-        statement = (
-            self._insert(notifications)
-            .values(
-                notification_id=str(record.notification_id),
-                case_id=record.case_id,
-                referral_id=str(record.referral_id) if record.referral_id else None,
-                audience=record.audience,
-                channel=record.channel,
-                template=record.template,
-                language=record.language,
-                at=record.at,
-                status=record.status,
-                reason=record.reason,
-            )
-            .on_conflict_do_nothing(index_elements=["notification_id"])
+    def set_status(
+        self, notification_id: UUID, *, status: NotificationStatus, reason: str | None = None
+    ) -> None:
+        """The channel's final answer for a pending notification."""
+        self._statuses.append(
+            {"b_id": str(notification_id), "b_status": status, "b_reason": reason}
         )
-        await self.session.execute(statement)
 
-    async def of_case(self, case_id: str) -> list[NotificationRecord]:
-        """Every notification of a case, oldest first (support tools, tests)."""
-        rows = (
+    async def flush(self) -> None:
+        """Write what the batch recorded, one statement per kind (called before the commit)."""
+        if self._new_profiles:
             await self.session.execute(
-                select(notifications)
-                .where(notifications.c.case_id == case_id)
-                .order_by(notifications.c.at, notifications.c.notification_id)
+                self._insert_ignoring(contact_profiles, "case_id"),
+                list(self._new_profiles.values()),
             )
-        ).all()
-        return [
-            NotificationRecord(
-                notification_id=UUID(r.notification_id),
-                case_id=r.case_id,
-                referral_id=UUID(r.referral_id) if r.referral_id else None,
-                audience=r.audience,
-                channel=r.channel,
-                template=r.template,
-                language=r.language,
-                at=r.at,
-                status=r.status,
-                reason=r.reason,
+            self._new_profiles = {}
+        if self._told_unreachable:
+            await self.session.execute(
+                update(contact_profiles)
+                .where(contact_profiles.c.case_id == bindparam("b_case_id"))
+                .values(unreachable_told_at=bindparam("b_at")),
+                [{"b_case_id": c, "b_at": at} for c, at in self._told_unreachable.items()],
             )
-            for r in rows
-        ]
+            self._told_unreachable = {}
+        if self._new_records:
+            await self.session.execute(
+                self._insert_ignoring(notifications, "notification_id"), self._new_records
+            )
+            self._new_records = []
+        if self._statuses:
+            await self.session.execute(
+                update(notifications)
+                .where(notifications.c.notification_id == bindparam("b_id"))
+                .values(status=bindparam("b_status"), reason=bindparam("b_reason")),
+                self._statuses,
+            )
+            self._statuses = []
+
+    def _insert_ignoring(self, table: Table, key: str) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that skips rows already there (a replay), on either backend."""
+        dialect: Any = sqlite if self.session.get_bind().dialect.name == "sqlite" else postgresql
+        statement: postgresql.Insert | sqlite.Insert = dialect.insert(table)
+        return statement.on_conflict_do_nothing(index_elements=[key])
+
+
+@dataclass(frozen=True)
+class _CaseRef:
+    """A case named outside a batch's payloads (a profile asked for before its prefetch)."""
+
+    case_id: str
+
+
+def _case_of(payload: object) -> str | None:
+    if isinstance(payload, IntakeCaseOpened | _CaseRef):
+        return str(payload.case_id)
+    if isinstance(payload, TOLD_EVENTS):
+        return str(payload.case_id)
+    return None
+
+
+def _profile(row: Any) -> ContactProfile:
+    return ContactProfile(
+        case_id=row.case_id,
+        case_reference=row.case_reference,
+        site_id=row.site_id,
+        mediator_id=row.mediator_id,
+        first_name=row.first_name,
+        phone=row.phone,
+        email=row.email,
+        consent_sms=row.consent_sms,
+        consent_email=row.consent_email,
+        language=row.language,
+        unreachable_told=row.unreachable_told_at is not None,
+    )
+
+
+async def notifications_of_case(session: AsyncSession, *, case_id: str) -> list[NotificationRecord]:
+    """Every notification of a case, oldest first (support tools, tests)."""
+    rows = (
+        await session.execute(
+            select(notifications)
+            .where(notifications.c.case_id == case_id)
+            .order_by(notifications.c.at, notifications.c.notification_id)
+        )
+    ).all()
+    return [
+        NotificationRecord(
+            notification_id=UUID(r.notification_id),
+            case_id=r.case_id,
+            referral_id=UUID(r.referral_id) if r.referral_id else None,
+            audience=r.audience,
+            channel=r.channel,
+            template=r.template,
+            language=r.language,
+            at=r.at,
+            status=r.status,
+            reason=r.reason,
+        )
+        for r in rows
+    ]
