@@ -113,7 +113,7 @@ async def serve(app: Starlette) -> tuple[uvicorn.Server, asyncio.Task[None], str
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn has no started event
         await asyncio.sleep(0.01)
     return server, task, f"http://127.0.0.1:{port}"
 
