@@ -168,9 +168,7 @@ def reported_change(
 
 def hold(missing: tuple[str, ...]) -> StatusChange:
     """On hold, for these missing documents or (none listed) waiting for the visitor."""
-    return StatusChange(
-        status="on_hold", reason=on_hold_reason(missing), missing_documents=missing
-    )
+    return StatusChange(status="on_hold", reason=on_hold_reason(missing), missing_documents=missing)
 
 
 EXPIRY = StatusChange(status="expired", reason="no_final_answer")
