@@ -9,6 +9,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     frontoffice.NeedSubmitted,
     frontoffice.NeedDocumentsAdded,
     frontoffice.NeedWithdrawn,
+    frontoffice.ReferralAssessed,
     frontoffice.NeedAccepted,
     frontoffice.NeedAcknowledged,
     frontoffice.NeedRejected,

@@ -44,6 +44,16 @@ PartnerReportedStatus = Literal[
 ]
 CompletionOutcome = Literal["resolved", "not_resolved", "visitor_unreachable"]
 RejectionReason = Literal["out_of_scope", "duplicate", "incomplete", "other"]
+AssessmentTag = Literal[
+    "fast",
+    "slow",
+    "clear_answer",
+    "unclear_answer",
+    "unreachable_partner",
+    "wrong_partner",
+    "visitor_satisfied",
+    "visitor_unsatisfied",
+]
 FINAL_STATUSES: frozenset[str] = frozenset(
     {"completed", "rejected", "expired", "cancelled", "delivery_failed"}
 )
@@ -64,6 +74,12 @@ def _no_control_but_newline_tab(value: str) -> str:
     return value
 
 
+def _no_repeats(values: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(values)) != len(values):
+        raise PydanticCustomError("repeated_value", "a value is given twice")
+    return values
+
+
 PersonName = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_control)]
 Summary = Annotated[
     str, Field(min_length=1, max_length=2000), AfterValidator(_no_control_but_newline_tab)
@@ -81,3 +97,10 @@ DocumentCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 DocumentList = Annotated[tuple[DocumentCode, ...], Field(max_length=30)]
 CaseReference = Annotated[str, Field(pattern=r"^[A-Z0-9-]{1,20}$")]
 PartnerId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,39}$")]
+AssessmentTags = Annotated[
+    tuple[AssessmentTag, ...], Field(max_length=8), AfterValidator(_no_repeats)
+]
+AssessmentComment = Annotated[
+    str, Field(max_length=1000), AfterValidator(_no_control_but_newline_tab)
+]
+Rating = Annotated[int, Field(ge=1, le=5)]

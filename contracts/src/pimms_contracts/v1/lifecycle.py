@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from pimms_contracts.base import Event
 from pimms_contracts.v1.common import (
@@ -14,6 +14,7 @@ from pimms_contracts.v1.common import (
     DocumentList,
     NeedCategory,
     PartnerId,
+    ReferralStatus,
     RejectionReason,
     SiteId,
     Urgency,
@@ -107,7 +108,12 @@ class ReferralInProgress(ReferralEvent):
 
 
 class ReferralOnHold(ReferralEvent):
-    """The partner waits for the visitor (with the missing document codes when that is why)."""
+    """The referral waits for the visitor (with the missing document codes when that is why).
+
+    The partner may have put it on hold (its `on_hold` word, a prefecture's COMPLEMENT_DEMANDE), or
+    the platform held it before transmission because the file lacks documents of the partner's
+    checklist (prefecture-69): then `reason` is `missing_documents` and nothing was sent yet.
+    """
 
     ce_type: ClassVar[str] = "fr.pimms.referral.on_hold.v1"
     status: Literal["on_hold"] = "on_hold"
@@ -155,6 +161,43 @@ class ReferralDeliveryFailed(ReferralEvent):
     reason: str
 
 
+class ReferralReminded(ReferralEvent):
+    """The partner did not acknowledge in time: it is sent reminder number `reminder`.
+
+    The status is the referral's, unchanged by the reminder. The partner-gateway sends the
+    reminder in the partner's format (specs/partners.md, "Cancellations and reminders"); the
+    mediator is told.
+    """
+
+    ce_type: ClassVar[str] = "fr.pimms.referral.reminded.v1"
+    status: ReferralStatus
+    reason: Literal["no_acknowledgement"] = "no_acknowledgement"
+    reminder: Annotated[int, Field(ge=1)]
+    due_at: AwareDatetime
+
+
+class ReferralEscalated(ReferralEvent):
+    """Still no acknowledgement at twice the partner's delay: the mediator must step in."""
+
+    ce_type: ClassVar[str] = "fr.pimms.referral.escalated.v1"
+    status: ReferralStatus
+    reason: Literal["no_acknowledgement"] = "no_acknowledgement"
+    due_at: AwareDatetime
+
+
+class ReferralDocumentsForwarded(ReferralEvent):
+    """Documents the partner asked for were brought: the partner-gateway sends them on.
+
+    `documents` are the codes added since the partner's request, `missing_documents` those it
+    asked for that are still missing (the visitor and mediator are told again when some are).
+    """
+
+    ce_type: ClassVar[str] = "fr.pimms.referral.documents_forwarded.v1"
+    status: Literal["on_hold"] = "on_hold"
+    documents: Annotated[DocumentList, Field(min_length=1)]
+    missing_documents: DocumentList = ()
+
+
 REFERRAL_EVENT_BY_STATUS: dict[str, type[ReferralEvent]] = {
     m.model_fields["status"].default: m
     for m in (
@@ -172,9 +215,17 @@ REFERRAL_EVENT_BY_STATUS: dict[str, type[ReferralEvent]] = {
     )
 }
 
+# Events about a referral that do not change its status: the SLA ladder's steps, forwarding.
+REFERRAL_SIGNALS: tuple[type[ReferralEvent], ...] = (
+    ReferralReminded,
+    ReferralEscalated,
+    ReferralDocumentsForwarded,
+)
+
 LIFECYCLE_EVENTS: tuple[type[LifecycleEvent], ...] = (
     CaseOpened,
     CaseClosed,
     ReferralUnroutable,
     *REFERRAL_EVENT_BY_STATUS.values(),
+    *REFERRAL_SIGNALS,
 )

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import pytest
 from pimms_contracts.examples import DELETE, need_submitted
-from pimms_contracts.v1.frontoffice import NeedSubmitted, NeedWithdrawn
-from pimms_intake.domain.validation import Invalid, validate
+from pimms_contracts.v1.frontoffice import ErrorCode, NeedSubmitted, NeedWithdrawn
+from pimms_intake.domain.validation import (
+    MESSAGES,
+    Invalid,
+    case_closed_error,
+    conflict_error,
+    unknown_submission_error,
+    validate,
+)
 
 
 def check(model: type, data: dict) -> object:
@@ -129,3 +137,32 @@ def test_invalid_marks_schema_errors_as_malformed_but_not_consent() -> None:
     assert not consent_only.malformed
     broken = Invalid(submission_id="x", errors=check(NeedSubmitted, need_submitted(channel="fax")))  # type: ignore[arg-type]
     assert broken.malformed
+
+
+def test_business_refusals_come_from_the_one_table_of_messages() -> None:
+    assert set(MESSAGES) >= {"conflict", "case_closed", "unknown_submission"}
+    conflict = conflict_error()
+    assert (conflict.field, conflict.code) == ("", "conflict")
+    assert conflict.message == (
+        "Cette demande (même submission_id) a déjà été reçue avec un contenu différent : rien "
+        "n'a été modifié. Pour corriger un dossier, retirez-le puis envoyez une nouvelle demande."
+    )
+    closed = case_closed_error(case_reference="LYON8-2026-000123")
+    assert (closed.field, closed.code) == ("submission_id", "case_closed")
+    assert closed.message == (
+        "Le dossier LYON8-2026-000123 est clos : les pièces ne peuvent plus y être ajoutées. "
+        "Ouvrez une nouvelle demande si nécessaire."
+    )
+    unknown = unknown_submission_error()
+    assert (unknown.field, unknown.code) == ("submission_id", "unknown_submission")
+    assert unknown.message == (
+        "Aucune demande acceptée ne porte ce submission_id : envoyez d'abord la demande, ou "
+        "vérifiez l'identifiant."
+    )
+
+
+def test_every_message_of_the_table_is_a_french_sentence_for_its_code() -> None:
+    codes = set(get_args(ErrorCode))
+    for key, (code, template) in MESSAGES.items():
+        assert code in codes, key
+        assert template.endswith("."), key

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pimms_contracts.base import Event
-from pimms_contracts.v1.frontoffice import ErrorCode, FieldError
+from pimms_contracts.v1.common import FINAL_STATUSES
+from pimms_contracts.v1.frontoffice import ErrorCode, FieldError, ReferralAssessed
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+
+from pimms_intake.domain.cases import CaseSnapshot
 
 _TYPE_ERRORS = {
     "string_type",
@@ -47,6 +51,8 @@ _HINTS = {
     "submitted_at": "une date RFC 3339 avec fuseau, par exemple 2026-11-27T09:30:00+01:00",
     "added_at": "une date RFC 3339 avec fuseau, par exemple 2026-11-27T09:30:00+01:00",
     "withdrawn_at": "une date RFC 3339 avec fuseau, par exemple 2026-11-27T09:30:00+01:00",
+    "assessed_at": "une date RFC 3339 avec fuseau, par exemple 2026-11-27T09:30:00+01:00",
+    "referral_id": "un UUID, celui de la demande au partenaire",
     "visitor.phone": "un numéro international, par exemple +33612345678",
     "visitor.email": "une adresse e-mail, par exemple prenom.nom@example.org",
     "visitor.postal_code": "cinq chiffres, par exemple 69008",
@@ -55,7 +61,106 @@ _HINTS = {
     "visitor.last_name": "sans caractères de contrôle",
     "need.summary": "sans caractères de contrôle (retour à la ligne et tabulation permis)",
     "mediator_id": "sans caractères de contrôle",
+    "rating": "une note entière de 1 à 5",
+    "comment": "sans caractères de contrôle (retour à la ligne et tabulation permis)",
 }
+
+# Every sentence intake says to a mediator, in one place: key -> (contract code, French template).
+# `{where}` is « Le champ « x » » (or « Le message » for the whole message); the other names are
+# filled by the caller.
+MESSAGES: Mapping[str, tuple[ErrorCode, str]] = {
+    "missing": ("missing", "{where} est obligatoire et doit être renseigné."),
+    "unknown_field": (
+        "unknown_field",
+        "{where} n'existe pas dans le format convenu : vérifiez son orthographe.",
+    ),
+    "consent_missing": (
+        "consent_missing",
+        "Le visiteur n'a pas donné son accord pour que sa demande soit transmise à un "
+        "partenaire : rien ne peut être partagé sans ce consentement.",
+    ),
+    "too_long": ("too_long", "{where} est trop long."),
+    "too_long_limit": ("too_long", "{where} est trop long ({limit} caractères au plus)."),
+    "invalid_type": ("invalid_type", "{where} n'a pas le bon type de valeur ({expected} attendu)."),
+    "invalid_format": ("invalid_format", "{where} n'est pas au bon format."),
+    "invalid_format_hint": ("invalid_format", "{where} n'est pas au bon format : {hint}."),
+    "invalid_value": ("invalid_value", "{where} n'a pas une valeur permise."),
+    "invalid_value_hint": ("invalid_value", "{where} n'a pas une valeur permise : {hint}."),
+    "invalid_value_choices": (
+        "invalid_value",
+        "{where} n'a pas une valeur permise (valeurs possibles : {expected}).",
+    ),
+    "repeated_value": ("invalid_value", "{where} contient deux fois la même valeur."),
+    "conflict": (
+        "conflict",
+        "Cette demande (même submission_id) a déjà été reçue avec un contenu différent : rien "
+        "n'a été modifié. Pour corriger un dossier, retirez-le puis envoyez une nouvelle demande.",
+    ),
+    "case_closed": (
+        "case_closed",
+        "Le dossier {case_reference} est clos : les pièces ne peuvent plus y être ajoutées. "
+        "Ouvrez une nouvelle demande si nécessaire.",
+    ),
+    "unknown_submission": (
+        "unknown_submission",
+        "Aucune demande acceptée ne porte ce submission_id : envoyez d'abord la demande, ou "
+        "vérifiez l'identifiant.",
+    ),
+    "referral_not_of_case": (
+        "invalid_value",
+        "Le dossier {case_reference} n'a pas de demande à un partenaire portant ce referral_id : "
+        "vérifiez l'identifiant.",
+    ),
+    "referral_not_final": (
+        "invalid_value",
+        "La demande au partenaire n'est pas encore terminée : elle pourra être évaluée une fois "
+        "close.",
+    ),
+}
+
+
+def field_error(key: str, *, field: str, **values: object) -> FieldError:
+    """The error `key` of MESSAGES about `field`, its French sentence filled with `values`."""
+    code, template = MESSAGES[key]
+    where = f"Le champ « {field} »" if field else "Le message"
+    return FieldError(field=field, code=code, message=template.format(where=where, **values))
+
+
+def conflict_error() -> FieldError:
+    """The same submission id came again with other content: nothing changed."""
+    return field_error("conflict", field="")
+
+
+def case_closed_error(*, case_reference: str) -> FieldError:
+    """Documents for a case already closed."""
+    return field_error("case_closed", field="submission_id", case_reference=case_reference)
+
+
+def unknown_submission_error() -> FieldError:
+    """Documents, a withdrawal or an assessment for a submission id never accepted."""
+    return field_error("unknown_submission", field="submission_id")
+
+
+def assessment_errors(
+    assessment: ReferralAssessed,
+    *,
+    case: CaseSnapshot | None,
+    referral_statuses: Mapping[str, str],
+) -> tuple[FieldError, ...]:
+    """Why intake refuses a well-formed assessment (none: it is recorded and acknowledged).
+
+    `referral_statuses` holds the status of each referral of the submission's case, as
+    `pimms.cases.v1` last told it. Only a referral of this case that is final can be assessed.
+    """
+    if case is None:
+        return (unknown_submission_error(),)
+    status = referral_statuses.get(str(assessment.referral_id))
+    if status is None:
+        key = "referral_not_of_case"
+        return (field_error(key, field="referral_id", case_reference=case.case_reference),)
+    if status not in FINAL_STATUSES:
+        return (field_error("referral_not_final", field="referral_id"),)
+    return ()
 
 
 @dataclass(frozen=True)
@@ -113,36 +218,36 @@ def _code(detail: ErrorDetails) -> ErrorCode:
 
 
 def _message(path: str, code: ErrorCode, detail: ErrorDetails) -> str:
-    where = f"Le champ « {path} »" if path else "Le message"
-    generic_path = _without_indexes(path)
-    hint = _HINTS.get(generic_path)
     context = detail.get("ctx") or {}
-    if code == "missing":
-        return f"{where} est obligatoire et doit être renseigné."
-    if code == "unknown_field":
-        return f"{where} n'existe pas dans le format convenu : vérifiez son orthographe."
-    if code == "consent_missing":
-        return (
-            "Le visiteur n'a pas donné son accord pour que sa demande soit transmise à un "
-            "partenaire : rien ne peut être partagé sans ce consentement."
-        )
+    hint = _HINTS.get(_without_indexes(path))
+    values = {
+        "limit": context.get("max_length"),
+        "expected": context.get("expected") or _expected(detail["type"]),
+        "hint": hint,
+    }
+    return field_error(_message_key(code, detail, hint), field=path, **values).message
+
+
+def _message_key(code: ErrorCode, detail: ErrorDetails, hint: str | None) -> str:
+    context = detail.get("ctx") or {}
     if code == "too_long":
-        limit = context.get("max_length")
-        return f"{where} est trop long" + (f" ({limit} caractères au plus)." if limit else ".")
-    if code == "invalid_type":
-        return f"{where} n'a pas le bon type de valeur ({_expected(detail['type'])} attendu)."
+        return "too_long_limit" if context.get("max_length") else "too_long"
     if code == "invalid_format":
-        return f"{where} n'est pas au bon format" + (f" : {hint}." if hint else ".")
-    expected = context.get("expected")
-    if expected:
-        return f"{where} n'a pas une valeur permise (valeurs possibles : {expected})."
-    return f"{where} n'a pas une valeur permise."
+        return "invalid_format_hint" if hint else "invalid_format"
+    if code == "invalid_value":
+        if detail["type"] == "repeated_value":
+            return "repeated_value"
+        if context.get("expected"):
+            return "invalid_value_choices"
+        return "invalid_value_hint" if hint else "invalid_value"
+    return code
 
 
 def _expected(kind: str) -> str:
     return {
         "string_type": "texte",
         "bool_type": "true ou false",
+        "int_type": "nombre entier",
         "list_type": "liste",
         "tuple_type": "liste",
         "dict_type": "objet",

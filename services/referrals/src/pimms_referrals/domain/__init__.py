@@ -1,1 +1,1 @@
-"""Pure referrals logic: routing, the referral state machine, case closure. No I/O, no framework."""
+"""Pure referrals logic: routing, lifecycle table, SLA ladder, document checklists, closure."""
