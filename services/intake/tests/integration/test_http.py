@@ -27,7 +27,11 @@ async def test_probes_and_metrics(kafka: KafkaEndpoint, database_url: str, tmp_p
         base = f"http://127.0.0.1:{runtime.http.bound_port}"
         need = need_submitted()
         await produce(kafka.bootstrap_servers, [need_message(need), need_message({}, value=b"{")])
-        await watcher.wait_for(lambda records: len(records) >= 1)
+        await watcher.wait_for(
+            lambda records: any(
+                r.json().get("submission_id") == need["submission_id"] for r in records
+            )
+        )
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             assert (await client.get("/health/live")).status_code == 200
             for _ in range(50):
