@@ -29,7 +29,7 @@ async def test_probes_and_metrics(kafka: KafkaEndpoint, database_url: str, tmp_p
         await produce(kafka.bootstrap_servers, [need_message(need), need_message({}, value=b"{")])
         await watcher.wait_for(
             lambda records: any(
-                r.json().get("submission_id") == need["submission_id"] for r in records
+                r.json.get("submission_id") == need["submission_id"] for r in records
             )
         )
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
