@@ -173,8 +173,8 @@ class Build:
         outcome: str | None = None,
         reason: str | None = None,
         missing_documents: tuple[str, ...] = (),
+        report_id: str | None = None,
     ) -> PartnerStatusReported:
-        source = source or self.edf_answer(referral_id, status.upper())
         return PartnerStatusReported.model_validate(
             {
                 "case_id": case_id,
@@ -186,7 +186,7 @@ class Build:
                 "missing_documents": missing_documents,
                 "reported_at": AT,
                 "received_at": AT,
-                "source": source.ref,
+                "report_id": report_id or str(uuid.uuid4()),
             },
             strict=False,
         )

@@ -145,7 +145,11 @@ class PartnerStatusReported(Event):
     missing_documents: DocumentList = ()
     reported_at: AwareDatetime
     received_at: AwareDatetime
-    source: PartnerMessageRef
+    # The gateway keeps the partner's original message under this id: a refusal names it back.
+    report_id: UUID | None = None
+    # Deprecated (Kafka coordinates crossing a service boundary): no longer filled; kept optional
+    # so that messages already in flight during an upgrade still read.
+    source: PartnerMessageRef | None = None
 
 
 # --- referrals -> notifications (topic pimms.referrals.alerts.v1) ---
@@ -165,3 +169,5 @@ class PartnerReportRefused(Event):
     current_status: str
     reason: Literal["impossible_transition"] = "impossible_transition"
     occurred_at: AwareDatetime
+    # The refused report (PartnerStatusReported.report_id): the gateway dead-letters its original.
+    report_id: UUID | None = None

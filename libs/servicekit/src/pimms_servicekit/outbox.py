@@ -62,10 +62,11 @@ class OutboxBuffer:
         causation_id: str | None,
         detail: str | None = None,
         on_sent: dict[str, Any] | None = None,
+        event_id: str | None = None,
     ) -> Envelope:
         """Queue a platform event with its CloudEvents envelope; return the envelope."""
         envelope = Envelope(
-            id=new_id(),
+            id=event_id or new_id(),
             source=self.source,
             type=event.ce_type,
             time=self.clock.now(),

@@ -130,6 +130,7 @@ class UnitOfWork(Generic[R]):
         key: str,
         detail: str | None = None,
         hook: Hook | None = None,
+        event_id: str | None = None,
     ) -> Envelope:
         """Publish a platform event after the commit, caused by the current message."""
         frame = self._frame
@@ -142,6 +143,7 @@ class UnitOfWork(Generic[R]):
             causation_id=frame.cause,
             detail=detail,
             on_sent=self._hook_call(hook),
+            event_id=event_id,
         )
 
     def publish(

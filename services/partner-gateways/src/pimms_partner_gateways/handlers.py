@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import ClassVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pimms_contracts import topics
 from pimms_contracts.v1.internal import (
@@ -11,13 +11,10 @@ from pimms_contracts.v1.internal import (
     IntakeDocumentsAdded,
     PartnerDelivered,
     PartnerDeliveryFailed,
-    PartnerMessageRef,
     PartnerStatusReported,
 )
 from pimms_contracts.v1.lifecycle import ReferralCancelled, ReferralRequested
-from pimms_servicekit.dead_letters import Original
 from pimms_servicekit.hooks import Hook, Hooks, Outcome
-from pimms_servicekit.messages import b64
 from pimms_servicekit.routing import Handlers
 from pimms_servicekit.unit_of_work import UnitOfWork
 
@@ -182,7 +179,8 @@ async def report_partner_status(received: PartnerAnswerReceived, uow: Uow) -> No
         return
     uow.about_case(delivery.case_id, correlation_id=delivery.correlation_id)
     now = uow.now()
-    report = uow.emit(
+    report_id = uuid4()
+    uow.emit(
         PartnerStatusReported(
             case_id=UUID(delivery.case_id),
             referral_id=UUID(delivery.referral_id),
@@ -193,14 +191,15 @@ async def report_partner_status(received: PartnerAnswerReceived, uow: Uow) -> No
             missing_documents=answer.missing_documents,
             reported_at=answer.reported_at,
             received_at=now,
-            source=_message_ref(received.original),  # until the contract drops it
+            report_id=report_id,
         ),
         topic=topics.PARTNER_REPORTS,
         key=delivery.case_id,
         detail=f"{partner_id} {answer.status}",
+        event_id=str(report_id),  # the report's ce_id is its id: older refusals name it so
     )
     repo.keep_report(
-        report_id=report.id,
+        report_id=str(report_id),
         referral_id=delivery.referral_id,
         partner_id=partner_id,
         original=received.original,
@@ -335,14 +334,4 @@ def _report_failure(
         referral_id=referral_id,
         partner_id=partner_id,
         reason=reason,
-    )
-
-
-def _message_ref(original: Original) -> PartnerMessageRef:
-    return PartnerMessageRef(
-        topic=original.topic,
-        partition=original.partition,
-        offset=original.offset,
-        key_b64=b64(original.key),
-        value_b64=b64(original.value),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,9 @@ async def test_edf_gets_the_referral_then_referrals_hears_it_was_delivered_and_a
         [reported] = reports("fr.pimms.gateway.status_reported.v1")
         assert reported.key == case_id
         assert reported.json["status"] == "accepted"
-        assert reported.json["source"]["topic"] == EDF_ANSWERS
+        # meaning, not Kafka coordinates: the report's id, under which the gateway keeps EDF's bytes
+        assert reported.json["source"] is None
+        assert uuid.UUID(reported.json["report_id"])
         assert reported.headers["ce_correlationid"] == "corr-real"
 
         def our_dead_letters() -> list[Record]:

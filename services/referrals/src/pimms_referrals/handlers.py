@@ -276,6 +276,7 @@ def refusal(
         current_status=referral.status,
         reason="impossible_transition",
         occurred_at=at,
+        report_id=event.report_id,
     )
 
 

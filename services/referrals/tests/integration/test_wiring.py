@@ -4,6 +4,7 @@ and anyone reading pimms.cases.v1 see."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -248,9 +249,10 @@ async def test_an_impossible_report_is_refused_and_the_next_valid_one_applies(
     case_id, referral_id = str(case.case_id), platform.referral_id(case.case_id)
     await platform.gateway(build.delivered(case_id, referral_id))
     await platform.gateway(build.reported(case_id, referral_id, "accepted"))
-    backwards = build.edf_answer(referral_id, "RECU")
+    report_id = str(uuid.uuid4())
     await platform.gateway(
-        build.reported(case_id, referral_id, "received", source=backwards), ce_id="report-back"
+        build.reported(case_id, referral_id, "received", report_id=report_id),
+        ce_id="report-back",
     )
     await platform.gateway(build.reported(case_id, referral_id, "in_progress"))
 
@@ -267,6 +269,7 @@ async def test_an_impossible_report_is_refused_and_the_next_valid_one_applies(
         "current_status": "accepted",
         "reason": "impossible_transition",
         "occurred_at": alert.json["occurred_at"],
+        "report_id": report_id,
     }
     # which report was refused: partner-gateways dead-letters the partner's record from this
     assert alert.headers["ce_causationid"] == "report-back"

@@ -1,7 +1,7 @@
 """Reading referrals' alerts: a refused report names the status report the gateway sent.
 
-Until `PartnerReportRefused` carries a `report_id` of its own, the report is the event that caused
-the alert: the alert's `ce_causationid` is the `ce_id` of the gateway's PartnerStatusReported.
+Refusals name the report (`report_id`); older ones are found through their causation id,
+which is the `ce_id` of the gateway's PartnerStatusReported.
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ class RefusalsDecoder:
         return Decoded(
             payload=ReportRefused(
                 event=decoded.payload,
-                report_id=envelope.causation_id if envelope is not None else None,
+                report_id=(
+                    str(decoded.payload.report_id)
+                    if decoded.payload.report_id is not None
+                    else (envelope.causation_id if envelope is not None else None)
+                ),
             ),
             envelope=envelope,
             case_id=decoded.case_id,
