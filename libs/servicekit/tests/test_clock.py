@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pimms_servicekit.clock import (
@@ -137,3 +139,27 @@ def test_paris_time_is_the_same_instant_with_its_offset() -> None:
     local = paris_time(START)
     assert local == START
     assert local.isoformat() == "2026-11-27T09:00:00+01:00"
+
+
+def test_a_service_runs_on_the_clock_the_environment_steers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pimms_servicekit.routing import Handlers
+    from pimms_servicekit.runtime import ServiceRuntime
+    from pimms_servicekit.settings import ServiceSettings, SettingsError
+
+    settings = ServiceSettings(data_dir=tmp_path)
+    start = "2026-12-01T20:30:00+01:00"
+    monkeypatch.setenv("PIMMS_TIME_SCALE", "60")
+    monkeypatch.setenv("PIMMS_TIME_START", start)
+    monkeypatch.setenv("PIMMS_TIME_ANCHOR", str(time.time()))
+    runtime = ServiceRuntime(
+        settings=settings, migrations_dir=tmp_path, handlers=Handlers(), repositories=dict
+    )
+    assert is_steered(runtime.clock)
+    assert abs((runtime.clock.now() - datetime.fromisoformat(start)).total_seconds()) < 120
+    monkeypatch.setenv("PIMMS_TIME_SCALE", "fast")
+    with pytest.raises(SettingsError, match="PIMMS_TIME_SCALE"):
+        ServiceRuntime(
+            settings=settings, migrations_dir=tmp_path, handlers=Handlers(), repositories=dict
+        )

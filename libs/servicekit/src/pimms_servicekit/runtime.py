@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pimms_servicekit.clock import Clock, SystemClock
+from pimms_servicekit.clock import Clock, ClockSettingError, clock_from_env, is_steered
 from pimms_servicekit.db import Database, wait_for_database
 from pimms_servicekit.dead_letters import DeadLetter
 from pimms_servicekit.effects import Destination, EffectDispatcher
@@ -64,7 +65,11 @@ class ServiceRuntime(Generic[R]):
         self.settings = settings
         self.service = settings.service_name
         self.migrations_dir = migrations_dir
-        self.clock = clock or SystemClock()
+        # Platform time: the real clock unless PIMMS_TIME_* steer it (pimms dev --time-scale).
+        try:
+            self.clock = clock or clock_from_env(os.environ)
+        except ClockSettingError as exc:
+            raise SettingsError(str(exc)) from None
         self.produces = list(produces)
         self.database = Database(settings.resolved_database_url())
         self.kafka_sender = KafkaSender(settings, client_id=f"pimms-{self.service}")
@@ -291,6 +296,8 @@ class ServiceRuntime(Generic[R]):
         return sorted({*consumed, *self.produces, *(f"{t}.dlt" for t in consumed)})
 
     async def _on_startup(self) -> None:
+        if is_steered(self.clock):
+            log.warning("clock.steered", **self.clock.describe())  # type: ignore[attr-defined]
         log.info(
             "service.starting",
             database=self.database.url.get_backend_name(),
@@ -402,6 +409,10 @@ def run_service(
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(service=settings.service_name, level=settings.log_level)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(app.run())
