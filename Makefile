@@ -1,5 +1,8 @@
 # The README's commands. Needs only python3 and make: uv is installed when missing.
 SHELL := /bin/bash
+# Some machines set PYTHONDONTWRITEBYTECODE: then every service process (tests spawn many)
+# compiles every module again at start, seconds of CPU each. Let Python cache its bytecode.
+unexport PYTHONDONTWRITEBYTECODE
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PKGS := contracts/src libs/servicekit/src services/intake/src services/referrals/src \
         services/partner-gateways/src services/notifications/src cli/src
@@ -12,7 +15,7 @@ uv:
 	    python3 -m pip install --quiet --disable-pip-version-check uv; }
 
 install: uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
 
 ## Play a morning at PIMMS sites on the embedded broker and SQLite (starts the platform if needed).
 demo: install

@@ -168,6 +168,7 @@ async def main(needs: int, database: str, close: bool, timeout: float) -> dict[s
     bootstrap = broker.bootstrap_servers
     data_dir = Path(tempfile.mkdtemp(prefix="pimms-e2e-bench-"))
     prefix = f"pimms_bench_{uuid.uuid4().hex[:8]}"
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # services start from cached bytecode
     os.environ.update(
         KAFKA_ENABLE_IDEMPOTENCE="false",
         KAFKA_SESSION_TIMEOUT_MS="3000",
