@@ -3,6 +3,7 @@ inbox deduplication, dead letters, isolation of a poison message, retries, parki
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
@@ -393,3 +394,29 @@ async def test_a_replayed_dead_letter_is_processed_once(
             await session.execute(select(inbox.c.outcome).where(inbox.c.message_id == "m1"))
         ).scalar_one()
     assert outcome == "handled"
+
+
+async def test_published_messages_continue_the_trace_of_their_cause(
+    pipeline: BatchPipeline[NoteRepos], database: Database
+) -> None:
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = record({"id": "t"}, offset=0, ce_id="t1")
+    traced = Incoming(
+        topic=traced.topic,
+        partition=0,
+        offset=0,
+        key=traced.key,
+        value=traced.value,
+        headers=(*traced.headers, ("traceparent", parent.encode())),
+        timestamp_ms=0,
+    )
+    await pipeline.process_incoming([traced, record({"id": "u"}, offset=1, ce_id="u1")])
+    out = [r for r in await outbox_rows(database) if r.topic == "out"]
+    parents = [
+        base64.b64decode(v).decode() for r in out for n, v in r.headers if n == "traceparent"
+    ]
+    assert len(parents) == 2
+    assert parents[0].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    assert parents[0] != parent  # a new span of the same trace
+    assert not parents[1].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    assert all(len(p.split("-")[1]) == 32 for p in parents)

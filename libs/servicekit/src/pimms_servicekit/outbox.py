@@ -63,6 +63,7 @@ class OutboxBuffer:
         detail: str | None = None,
         on_sent: dict[str, Any] | None = None,
         event_id: str | None = None,
+        extra_headers: Sequence[tuple[str, bytes]] = (),
     ) -> Envelope:
         """Queue a platform event with its CloudEvents envelope; return the envelope."""
         envelope = Envelope(
@@ -74,6 +75,7 @@ class OutboxBuffer:
             causation_id=causation_id,
         )
         value, headers = encode(event, envelope=envelope)
+        headers = [*headers, *extra_headers]
         self.raw(
             topic=topic,
             key=key,

@@ -20,7 +20,7 @@ from pimms_contracts.base import Event
 from pimms_contracts.envelope import Envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pimms_servicekit import parking
+from pimms_servicekit import parking, tracing
 from pimms_servicekit.clock import Clock
 from pimms_servicekit.dead_letters import Original, dead_letter
 from pimms_servicekit.effects import EffectBuffer
@@ -55,6 +55,7 @@ class _Frame:
     outcome: str = "handled"
     causation_id: str | None = None  # a hook's: the message that queued its effect
     logged: bool = False
+    traceparent: str | None = None  # a hook's trace (messages carry theirs in headers)
 
     @property
     def cause(self) -> str | None:
@@ -144,6 +145,7 @@ class UnitOfWork(Generic[R]):
             detail=detail,
             on_sent=self._hook_call(hook),
             event_id=event_id,
+            extra_headers=self._trace_headers(),
         )
 
     def publish(
@@ -162,7 +164,7 @@ class UnitOfWork(Generic[R]):
             topic=topic,
             key=key,
             value=value,
-            headers=headers,
+            headers=[*headers, *self._trace_headers()],
             case_id=self._frame.case_id,
             event_type=event_type,
             detail=detail,
@@ -341,6 +343,13 @@ class UnitOfWork(Generic[R]):
         if not self._frames:
             raise RuntimeError("the unit of work is used outside a message or hook")
         return self._frames[-1]
+
+    def _trace_headers(self) -> list[tuple[str, bytes]]:
+        """`traceparent` continuing the trace of what caused this (see `tracing`)."""
+        frame = self._frame
+        incoming = frame.incoming.header(tracing.HEADER) if frame.incoming else frame.traceparent
+        trace_id = tracing.trace_id_for(incoming=incoming, correlation_id=frame.correlation_id)
+        return [(tracing.HEADER, tracing.child_traceparent(trace_id).encode())]
 
     def _hook_call(self, hook: Hook | None) -> dict[str, Any] | None:
         if hook is None:
