@@ -91,12 +91,14 @@ def _ladder_of_referrals_in_flight() -> None:
 def downgrade() -> None:
     op.drop_index("ix_timers_due", table_name="timers")
     op.drop_table("timers")
-    with op.batch_alter_table("referral_events") as batch:
-        batch.drop_column("source_event")
-        batch.drop_column("to_stage")
-        batch.drop_column("from_stage")
-    with op.batch_alter_table("referrals") as batch:
-        batch.drop_column("escalated_at")
-        batch.drop_column("reminders_sent")
-    with op.batch_alter_table("cases") as batch:
-        batch.drop_column("correlation_id")
+    # Plain DROP COLUMN (SQLite has it since 3.35): a batch copy of `cases` would break the
+    # foreign keys that point at it.
+    for table, name in (
+        ("referral_events", "source_event"),
+        ("referral_events", "to_stage"),
+        ("referral_events", "from_stage"),
+        ("referrals", "escalated_at"),
+        ("referrals", "reminders_sent"),
+        ("cases", "correlation_id"),
+    ):
+        op.drop_column(table, name)
