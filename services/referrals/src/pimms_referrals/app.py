@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pimms_referrals import handlers
 from pimms_referrals.adapters.directory import DirectoryFile
 from pimms_referrals.adapters.repository import ReferralsRepos
+from pimms_referrals.scheduler import run_scheduler
 from pimms_referrals.settings import ReferralsSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -53,6 +54,13 @@ def build_runtime(
         topics.PARTNER_REPORTS,
         EventDecoder(PartnerDelivered, PartnerDeliveryFailed, PartnerStatusReported),
     )
+
+    async def sla_timers() -> None:
+        await run_scheduler(
+            runtime, interval=settings.timer_interval_s, limit=settings.timer_batch_size
+        )
+
+    runtime.background("sla-timers", sla_timers)
     return runtime
 
 

@@ -4,6 +4,11 @@ Each receives its event and the batch's unit of work (`uow.repos` holds the batc
 referrals, prefetched). Every lifecycle event carries `occurred_at = uow.now()`: the time the
 platform learned of the change, also for statuses a partner reports (the partner's own
 `reported_at` is its clock, not ours; keeping one clock keeps the events of a case in order).
+
+Every move goes through domain/lifecycle.py and is stored with its history line (time, actor,
+source event: the ce_id of the message handled, or the key of the timer that fired). The SLA
+ladder's timers are rows the repository keeps equal to `due_timers` of each referral;
+`fire_due_timers` is the scheduler's pass over the due ones.
 """
 
 from __future__ import annotations
@@ -29,40 +34,41 @@ from pimms_contracts.v1.lifecycle import (
     CaseOpened,
     CaseOutcome,
     LifecycleEvent,
+    ReferralDocumentsForwarded,
+    ReferralEscalated,
     ReferralEvent,
+    ReferralReminded,
     ReferralUnroutable,
 )
 from pimms_servicekit.routing import Handlers
 from pimms_servicekit.unit_of_work import UnitOfWork
 
-from pimms_referrals.adapters.repository import HistorySource, ReferralsRepos
+from pimms_referrals.adapters.repository import ReferralsRepos
+from pimms_referrals.domain import lifecycle
 from pimms_referrals.domain.cases import Case
 from pimms_referrals.domain.closure import closing_outcome
 from pimms_referrals.domain.lifecycle import (
     Applied,
+    Forwarded,
     Impossible,
     IncompleteReport,
     Referral,
     StatusChange,
     Unchanged,
-    apply_partner_status,
-    apply_status,
-    new_referral,
+    bring_documents,
+    open_referral,
+    report_from_partner,
     reported_change,
+    withdraw,
 )
 from pimms_referrals.domain.routing import route_need
+from pimms_referrals.domain.sla import Escalate, Expire, Nothing, Remind, fire_timer
 
 handles: Handlers[ReferralsRepos] = Handlers()
 Uow = UnitOfWork[ReferralsRepos]
 
 # What partner-gateways tells about one referral of a case.
 GatewayEvent = PartnerDelivered | PartnerDeliveryFailed | PartnerStatusReported
-
-# Who caused a status, in the referral's history.
-BY_ROUTING: HistorySource = "routing"
-BY_GATEWAY: HistorySource = "gateway"
-BY_PARTNER: HistorySource = "partner"
-BY_WITHDRAWAL: HistorySource = "withdrawal"
 
 
 @handles(IntakeCaseOpened)
@@ -90,6 +96,7 @@ async def open_case(event: IntakeCaseOpened, uow: Uow) -> None:
         documents=event.need.documents,
         submitted_at=event.submitted_at,
         opened_at=now,
+        correlation_id=uow.correlation_id,
     )
     repo.add_case(case)
     uow.alias(case.case_reference)
@@ -104,39 +111,55 @@ async def open_case(event: IntakeCaseOpened, uow: Uow) -> None:
         uow.log("case.unroutable", category=case.category, departement=routing.departement)
         return
     for position, partner in enumerate(routing.partners):
-        referral = new_referral(
+        # A file lacking documents of its partner's checklist (prefecture-69) is held: announced
+        # as referral.on_hold with the missing list, not referral.requested, so nothing is sent.
+        opened_referral = open_referral(
             referral_id=str(uuid4()),
             case_id=case_id,
             partner_id=partner.partner_id,
             position=position,
             ack_within=partner.ack_within,
             resolve_within=partner.resolve_within,
+            documents=case.documents,
             at=now,
+            source_event=uow.message_id,
         )
-        # Later issue (prefecture hold) goes HERE: a prefecture-69 referral whose case lacks
-        # documents of the checklist (specs/partners.md) is stored on_hold with the missing list
-        # and announced as referral.on_hold instead of referral.requested, so that the gateway
-        # does not send it; `add_documents` releases it.
-        repo.add_referral(referral, source=BY_ROUTING)
+        referral = opened_referral.referral
+        repo.add_referral(referral, transition=opened_referral.transition)
         uow.alias(referral.referral_id)
-        _tell_referral(uow, case, referral, StatusChange(status="requested"), at=now)
+        _tell_referral(uow, case, referral, opened_referral.change, at=now)
         uow.log(
-            "referral.requested", partner_id=referral.partner_id, referral_id=referral.referral_id
+            f"referral.{opened_referral.transition.to_stage}",
+            partner_id=referral.partner_id,
+            referral_id=referral.referral_id,
+            missing_documents=list(referral.missing_documents) or None,
         )
 
 
 @handles(IntakeDocumentsAdded)
 async def add_documents(event: IntakeDocumentsAdded, uow: Uow) -> None:
-    """The visitor brought more documents: record the set now held."""
+    """The visitor brought documents: release held files they complete, send on those asked for."""
     case = await _known_case(uow, str(event.case_id), what="documents added")
     if case is None:
         return
-    uow.repos.set_documents(case, event.documents)
-    # Later issue (prefecture hold) goes HERE: referrals held on_hold for missing documents are
-    # released once `event.documents` covers the checklist. Releasing one that was never
-    # transmitted (transmitted_at is None) is a platform-only move the state machine does not
-    # allow yet (on_hold -> requested is "backward"): add it to domain/lifecycle.py then.
+    case = uow.repos.set_documents(case, event.documents)
     uow.log("case.documents_recorded", added=list(event.added), held=len(event.documents))
+    now = uow.now()
+    for referral in await uow.repos.referrals_of(case.case_id):
+        if referral.final:
+            continue
+        result = bring_documents(
+            referral,
+            added=tuple(event.added),
+            held=tuple(event.documents),
+            at=now,
+            source_event=uow.message_id,
+        )
+        if isinstance(result, Applied):
+            # released: referral.requested (the gateway sends it now); else the new missing list
+            _record(uow, case, result)
+        elif isinstance(result, Forwarded):
+            _forward(uow, case, result, at=now)
 
 
 @handles(IntakeCaseWithdrawn)
@@ -149,13 +172,10 @@ async def withdraw_case(event: IntakeCaseWithdrawn, uow: Uow) -> None:
         uow.log("case.withdrawal_ignored", outcome=case.outcome, reason=event.reason)
         return
     now = uow.now()
-    cancel = StatusChange(status="cancelled", reason=event.reason)
     for referral in await uow.repos.referrals_of(case.case_id):
-        if referral.final:
-            continue
-        result = apply_status(referral, cancel, at=now)
+        result = withdraw(referral, reason=event.reason, at=now, source_event=uow.message_id)
         if isinstance(result, Applied):
-            _record(uow, case, result, source=BY_WITHDRAWAL, at=now)
+            _record(uow, case, result)
     _close(uow, case, outcome="withdrawn", reason=event.reason, at=now)
 
 
@@ -167,8 +187,8 @@ async def record_delivery(event: PartnerDelivered, uow: Uow) -> None:
         return
     case, referral = found
     if event.kind != "referral":
-        # Cancellations and reminders change nothing in the lifecycle; the SLA timers of a later
-        # issue will note reminders here.
+        # Cancellations and reminders change nothing in the lifecycle (the scheduler counted the
+        # reminder when it asked for it).
         uow.log(
             f"referral.{event.kind}_delivered",
             partner_id=referral.partner_id,
@@ -176,10 +196,9 @@ async def record_delivery(event: PartnerDelivered, uow: Uow) -> None:
             status=referral.status,
         )
         return
-    now = uow.now()
-    result = apply_status(referral, StatusChange(status="transmitted"), at=now)
+    result = lifecycle.record_transmission(referral, at=uow.now(), source_event=uow.message_id)
     if isinstance(result, Applied):
-        _record(uow, case, result, source=BY_GATEWAY, at=now)
+        _record(uow, case, result)  # the SLA ladder starts: its timers are stored with it
     else:  # the partner already answered, or the referral is final: nothing to add
         uow.log(
             "referral.delivery_noted",
@@ -191,14 +210,20 @@ async def record_delivery(event: PartnerDelivered, uow: Uow) -> None:
 
 @handles(PartnerDeliveryFailed)
 async def record_delivery_failure(event: PartnerDeliveryFailed, uow: Uow) -> None:
-    """The referral could not be delivered: it fails for good, unless it is already final."""
+    """The referral could not be delivered: it fails for good if it was not delivered yet.
+
+    The gateway's failures (`no_adapter`, a webhook refusing it) come while the referral is
+    `requested`. Once the partner has it (transmitted, or it answered) a failure — of a reminder,
+    say — does not undo that: it is logged and changes nothing.
+    """
     found = await _known_referral(uow, event)
     if found is None:
         return
     case, referral = found
     now = uow.now()
-    failed = StatusChange(status="delivery_failed", reason=event.reason[:200])
-    result = None if referral.final else apply_status(referral, failed, at=now)
+    result = lifecycle.record_delivery_failure(
+        referral, reason=event.reason[:200], at=now, source_event=uow.message_id
+    )
     if not isinstance(result, Applied):
         uow.log(
             "referral.delivery_failure_ignored",
@@ -207,7 +232,7 @@ async def record_delivery_failure(event: PartnerDeliveryFailed, uow: Uow) -> Non
             status=referral.status,
         )
         return
-    _record(uow, case, result, source=BY_GATEWAY, at=now)
+    _record(uow, case, result)
     await _close_if_done(uow, case, at=now)
 
 
@@ -229,7 +254,8 @@ async def apply_partner_report(event: PartnerStatusReported, uow: Uow) -> None:
         uow.dead_letter(reason="schema_invalid", error=str(exc))
         return
     now = uow.now()
-    result = apply_partner_status(referral, change, at=now)
+    # Any valid report acknowledges the referral: its reminder and escalation timers go.
+    result = report_from_partner(referral, change, at=now, source_event=uow.message_id)
     if isinstance(result, Unchanged):
         uow.log(
             "referral.report_repeated",
@@ -257,9 +283,82 @@ async def apply_partner_report(event: PartnerStatusReported, uow: Uow) -> None:
             current_status=referral.status,
         )
         return
-    _record(uow, case, result, source=BY_PARTNER, at=now)
+    _record(uow, case, result)
     if result.referral.final:
         await _close_if_done(uow, case, at=now)
+
+
+async def fire_due_timers(uow: Uow, *, limit: int) -> int:
+    """The SLA ladder's due steps: remind the partner, escalate, expire; return the rows fired.
+
+    Each fired row goes, and the referral's remaining timers are rewritten with it, in this unit
+    of work: a restart loses none and fires none twice. A step the partner made pointless by
+    acting (or a final referral) fires nothing.
+    """
+    repo = uow.repos
+    now = uow.now()
+    due = await repo.claim_due_timers(now=now, limit=limit)
+    for case_id, timer in due:
+        case = await repo.case(case_id)
+        referral = repo.find_referral(case_id, timer.referral_id)
+        repo.timer_fired(timer)
+        if case is None or referral is None:  # the foreign key makes this impossible
+            continue
+        uow.about_case(case_id, correlation_id=case.correlation_id)
+        fired = fire_timer(referral, timer, at=now)
+        if isinstance(fired, Remind):
+            repo.save_referral(fired.referral)
+            reminded = ReferralReminded(
+                **_about_referral(case, fired.referral, now),
+                reminder=fired.number,
+                due_at=fired.due_at,
+            )
+            _tell(uow, case, reminded, detail=f"{referral.partner_id}: reminder {fired.number}")
+        elif isinstance(fired, Escalate):
+            repo.save_referral(fired.referral)
+            escalated = ReferralEscalated(
+                **_about_referral(case, fired.referral, now), due_at=fired.due_at
+            )
+            _tell(uow, case, escalated, detail=f"{referral.partner_id}: escalated")
+        elif isinstance(fired, Expire):
+            _record(uow, case, fired.applied)
+            await _close_if_done(uow, case, at=now)
+        if isinstance(fired, Nothing):
+            uow.log(
+                "timer.nothing_to_do",
+                kind=timer.kind,
+                referral_id=referral.referral_id,
+                reason=fired.reason,
+            )
+        else:
+            uow.log(
+                f"timer.{timer.kind}_fired",
+                partner_id=referral.partner_id,
+                referral_id=referral.referral_id,
+                due_at=timer.due_at.isoformat(),
+            )
+    return len(due)
+
+
+def _forward(uow: Uow, case: Case, result: Forwarded, *, at: datetime) -> None:
+    """Documents the partner asked for were brought: the gateway sends them on."""
+    referral = result.referral
+    uow.repos.save_referral(referral, transition=result.transition)
+    forwarded = ReferralDocumentsForwarded(
+        **_about(case, at),
+        referral_id=UUID(referral.referral_id),
+        partner_id=referral.partner_id,
+        documents=result.documents,
+        missing_documents=referral.missing_documents,
+    )
+    _tell(uow, case, forwarded, detail=f"{referral.partner_id}: documents forwarded")
+    uow.log(
+        "referral.documents_forwarded",
+        partner_id=referral.partner_id,
+        referral_id=referral.referral_id,
+        documents=list(result.documents),
+        still_missing=list(referral.missing_documents) or None,
+    )
 
 
 def refusal(
@@ -331,11 +430,11 @@ async def _known_referral(uow: Uow, event: GatewayEvent) -> tuple[Case, Referral
     return case, referral
 
 
-def _record(uow: Uow, case: Case, result: Applied, *, source: HistorySource, at: datetime) -> None:
+def _record(uow: Uow, case: Case, result: Applied) -> None:
     """Save a referral's new status with its history line, and publish the matching event."""
     referral = result.referral
-    uow.repos.save_status(referral, source=source)
-    _tell_referral(uow, case, referral, result.change, at=at)
+    uow.repos.save_referral(referral, transition=result.transition)
+    _tell_referral(uow, case, referral, result.change, at=result.transition.at)
     uow.log(
         f"referral.{referral.status}",
         partner_id=referral.partner_id,
@@ -376,6 +475,16 @@ def _about(case: Case, at: datetime) -> dict[str, Any]:
         "case_reference": case.case_reference,
         "site_id": case.site_id,
         "occurred_at": at,
+    }
+
+
+def _about_referral(case: Case, referral: Referral, at: datetime) -> dict[str, Any]:
+    """The fields of a signal about a referral that leaves its status as it is."""
+    return {
+        **_about(case, at),
+        "referral_id": UUID(referral.referral_id),
+        "partner_id": referral.partner_id,
+        "status": referral.status,
     }
 
 

@@ -7,18 +7,22 @@ from typing import ClassVar
 
 from pimms_contracts.partners import DEFAULT_DIRECTORY_PATH, load_directory
 from pimms_servicekit.settings import ServiceSettings
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 
 class ReferralsSettings(ServiceSettings):
-    """What referrals needs: the shared settings and the partner directory file."""
+    """What referrals needs: the shared settings, the partner directory file, the scheduler."""
 
     model_config = SettingsConfigDict(env_prefix="PIMMS_REFERRALS_", extra="ignore", frozen=True)
     service_name: ClassVar[str] = "referrals"
 
     # PIMMS_REFERRALS_PARTNER_DIRECTORY: a TOML file like the packaged one, reloaded on change.
     partner_directory: Path = DEFAULT_DIRECTORY_PATH
+    # PIMMS_REFERRALS_TIMER_INTERVAL_S: how often (real seconds) the scheduler looks for due
+    # SLA timers; PIMMS_REFERRALS_TIMER_BATCH_SIZE: how many due rows one pass takes at most.
+    timer_interval_s: float = Field(default=5.0, gt=0)
+    timer_batch_size: int = Field(default=200, gt=0)
 
     @field_validator("partner_directory")
     @classmethod

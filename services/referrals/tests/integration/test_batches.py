@@ -27,7 +27,7 @@ from sqlalchemy import event
 
 pytestmark = pytest.mark.integration
 
-_TABLE = re.compile(r"^\s*(SELECT\b.*?\bFROM|INSERT INTO|UPDATE)\s+(\w+)", re.I | re.S)
+_TABLE = re.compile(r"^\s*(SELECT\b.*?\bFROM|INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", re.I | re.S)
 
 
 @dataclass
@@ -91,7 +91,7 @@ class Referrals:
             {
                 k: n
                 for k, n in self.statements.items()
-                if k[1] in {"cases", "referrals", "referral_events"}
+                if k[1] in {"cases", "referrals", "referral_events", "timers"}
             }
         )
 
@@ -207,3 +207,33 @@ async def test_a_batch_reads_its_cases_once_and_writes_each_table_once(
             "referral.completed",
             "case.closed",
         ]
+
+
+async def test_a_batch_writes_the_sla_timers_of_its_referrals_in_one_statement(
+    referrals: Referrals, build: Any
+) -> None:
+    opened = [build.case_opened(category="energy_bill", postal_code="69008") for _ in range(20)]
+    await referrals.batch(*((topics.INTAKE_CASES, case) for case in opened))
+    sent = [(str(c.case_id), referrals.referral_ids(c.case_id)[0]) for c in opened]
+    await referrals.batch(*((topics.PARTNER_REPORTS, build.delivered(c, r)) for c, r in sent))
+    assert referrals.on_referrals_tables() == {
+        ("SELECT", "cases"): 1,
+        ("SELECT", "referrals"): 1,
+        ("UPDATE", "referrals"): 1,
+        ("INSERT", "referral_events"): 1,
+        ("INSERT", "timers"): 1,  # reminder, escalation and expiry of the 20
+    }
+    await referrals.batch(
+        *((topics.PARTNER_REPORTS, build.reported(c, r, "received")) for c, r in sent)
+    )
+    assert referrals.on_referrals_tables() == {
+        ("SELECT", "cases"): 1,
+        ("SELECT", "referrals"): 1,
+        ("UPDATE", "referrals"): 1,
+        ("INSERT", "referral_events"): 1,
+        ("DELETE", "timers"): 1,  # acknowledged: no reminder, no escalation any more
+    }
+    async with referrals.runtime.database.sessions() as session:
+        repo = referrals.runtime.pipeline.repositories(session)
+        for _, referral_id in sent:
+            assert [t.kind for t in await repo.pending_timers(referral_id)] == ["expiry"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from pimms_contracts import topics
 from pimms_referrals.app import build_runtime
 from pimms_referrals.settings import ReferralsSettings
+from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.testing import KafkaEndpoint, Record, TopicWatcher, event_message, produce
 
 pytestmark = pytest.mark.integration
@@ -16,7 +18,9 @@ pytestmark = pytest.mark.integration
 EDF_DLT = topics.dead_letters(topics.partner_responses("edf"))
 
 
-def settings_for(kafka: KafkaEndpoint, database_url: str, data_dir: Path) -> ReferralsSettings:
+def settings_for(
+    kafka: KafkaEndpoint, database_url: str, data_dir: Path, **more: Any
+) -> ReferralsSettings:
     return ReferralsSettings(
         data_dir=data_dir,
         database_url=database_url,
@@ -26,6 +30,7 @@ def settings_for(kafka: KafkaEndpoint, database_url: str, data_dir: Path) -> Ref
         kafka_heartbeat_interval_ms=300,
         kafka_fetch_max_wait_ms=20,
         relay_poll_interval_s=0.05,
+        **more,
     )
 
 
@@ -113,6 +118,54 @@ async def test_a_case_lives_its_whole_lifecycle_through_kafka(
             if record.key in ours:
                 assert record.json["case_id"] == record.key
                 assert record.headers["ce_source"] == "urn:pimms:referrals"
+    finally:
+        await watcher.stop()
+        await app.stop()
+
+
+async def test_the_running_service_chases_a_silent_partner_on_its_clock(
+    kafka: KafkaEndpoint, database_url: str, tmp_path: Path, build: Any
+) -> None:
+    clock = ManualClock()
+    settings = settings_for(kafka, database_url, tmp_path, timer_interval_s=0.05)
+    app = build_runtime(settings, clock=clock).build_app()
+    case = build.case_opened(category="energy_bill", postal_code="69008")
+    case_id = str(case.case_id)
+    await app.start()
+    watcher = await TopicWatcher(kafka.bootstrap_servers, [topics.CASES]).start()
+
+    def lifecycle() -> list[str]:
+        return [kind(r) for r in watcher.of(topics.CASES) if r.key == case_id]
+
+    try:
+        await produce(
+            kafka.bootstrap_servers, [event_message(topics.INTAKE_CASES, case, key=case_id)]
+        )
+        await watcher.wait_for(lambda _: "referral.requested" in lifecycle(), what="routed")
+        [requested] = [
+            r
+            for r in watcher.of(topics.CASES, "fr.pimms.referral.requested.v1")
+            if r.key == case_id
+        ]
+        delivered = build.delivered(case_id, requested.json["referral_id"])
+        await produce(
+            kafka.bootstrap_servers,
+            [event_message(topics.PARTNER_REPORTS, delivered, key=case_id)],
+        )
+        await watcher.wait_for(lambda _: "referral.transmitted" in lifecycle(), what="sent")
+        clock.advance(timedelta(hours=48))  # EDF's ack delay passes: the scheduler notices
+        await watcher.wait_for(lambda _: "referral.reminded" in lifecycle(), what="a reminder")
+        clock.advance(timedelta(days=15))
+        await watcher.wait_for(lambda _: "case.closed" in lifecycle(), what="expired, closed")
+        assert lifecycle() == [
+            "case.opened",
+            "referral.requested",
+            "referral.transmitted",
+            "referral.reminded",
+            "referral.escalated",
+            "referral.expired",
+            "case.closed",
+        ]
     finally:
         await watcher.stop()
         await app.stop()

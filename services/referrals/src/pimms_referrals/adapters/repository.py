@@ -4,6 +4,12 @@
 one writer per case) and every referral of those cases. Handlers then read and change that state
 in memory, so the messages of one batch see each other's changes; `flush` writes what changed in
 one statement per table (executemany), before the unit of work commits.
+
+The `timers` table is kept equal to `domain.sla.due_timers` of every referral: a referral's rows
+change only with the referral, in the same flush. The scheduler claims due rows through
+`claim_due_timers`: the case is the lock every writer takes first (handlers wait for it, the
+scheduler skips a case someone holds and takes it at its next tick), so two instances never fire
+one timer twice and never deadlock.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pimms_contracts.partners import PartnerDirectory
 from pimms_contracts.v1.common import WithdrawalReason
@@ -24,16 +30,17 @@ from pimms_contracts.v1.internal import (
     PartnerStatusReported,
 )
 from pimms_contracts.v1.lifecycle import CaseOutcome
-from sqlalchemy import bindparam, insert, select, update
+from pimms_servicekit.storage import storable_text
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_referrals.adapters.directory import DirectoryFile
-from pimms_referrals.adapters.tables import cases, referral_events, referrals
+from pimms_referrals.adapters.tables import cases, referral_events, referrals, timers
 from pimms_referrals.domain.cases import Case
-from pimms_referrals.domain.lifecycle import Referral
+from pimms_referrals.domain.lifecycle import Referral, Transition
+from pimms_referrals.domain.sla import Timer, due_timers
 
-# Who caused a status, in the referral's history.
-HistorySource = Literal["routing", "gateway", "partner", "withdrawal"]
+_TimerKey = tuple[str, str]  # (kind, referral_id): a timer row's primary key
 
 # Columns a referral never changes after it is routed.
 _FIXED_REFERRAL_COLUMNS = ("referral_id", "case_id", "partner_id", "position", "requested_at")
@@ -66,6 +73,9 @@ class ReferralsRepos:
         self._new_referrals: dict[str, Referral] = {}
         self._changed_referrals: dict[str, Referral] = {}
         self._history: list[dict[str, Any]] = []
+        # Each referral as stored (its timer rows are due_timers of it), and timer rows fired.
+        self._stored_referrals: dict[str, Referral] = {}
+        self._fired: set[_TimerKey] = set()
 
     def partners(self) -> PartnerDirectory:
         """The partner directory, read once per batch (the file is reloaded when it changes)."""
@@ -119,14 +129,14 @@ class ReferralsRepos:
             dataclasses.replace(current, closed_at=at, outcome=outcome, close_reason=reason)
         )
 
-    def add_referral(self, referral: Referral, *, source: HistorySource) -> None:
+    def add_referral(self, referral: Referral, *, transition: Transition) -> None:
         """Keep a new referral and the first line of its history."""
         self._referrals.setdefault(referral.case_id, []).append(referral)
         self._new_referrals[referral.referral_id] = referral
-        self._add_history(referral, source=source)
+        self._add_history(transition)
 
-    def save_status(self, referral: Referral, *, source: HistorySource) -> None:
-        """Record a referral's new status and append it to its history."""
+    def save_referral(self, referral: Referral, *, transition: Transition | None = None) -> None:
+        """Record a referral's new state, and the transition that moved it (when one did)."""
         held = self._referrals.setdefault(referral.case_id, [])
         for index, known in enumerate(held):
             if known.referral_id == referral.referral_id:
@@ -135,7 +145,59 @@ class ReferralsRepos:
             self._new_referrals[referral.referral_id] = referral
         else:
             self._changed_referrals[referral.referral_id] = referral
-        self._add_history(referral, source=source)
+        if transition is not None:
+            self._add_history(transition)
+
+    async def claim_due_timers(self, *, now: datetime, limit: int) -> list[tuple[str, Timer]]:
+        """(case id, timer) of the rows due at `now`, soonest first, of cases it could lock.
+
+        Three statements: the cases of the `limit` soonest due rows; those cases locked (with
+        their referrals loaded; on PostgreSQL a case another transaction holds is skipped, its
+        timers wait for the next tick); their due rows, locked (FOR UPDATE SKIP LOCKED).
+        """
+        candidates = (
+            await self.session.execute(
+                select(timers.c.case_id)
+                .where(timers.c.due_at <= now)
+                .order_by(timers.c.due_at, timers.c.referral_id, timers.c.kind)
+                .limit(limit)
+            )
+        ).all()
+        case_ids = list(dict.fromkeys(row.case_id for row in candidates))
+        locked = await self._load(case_ids, skip_locked=True)
+        if not locked:
+            return []
+        rows = (
+            await self.session.execute(
+                select(timers)
+                .where(timers.c.case_id.in_(sorted(locked)), timers.c.due_at <= now)
+                .order_by(timers.c.due_at, timers.c.referral_id, timers.c.kind)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        return [(row.case_id, Timer(row.kind, row.referral_id, row.due_at)) for row in rows]
+
+    def find_referral(self, case_id: str, referral_id: str) -> Referral | None:
+        """A referral of a case this unit of work has loaded, by id."""
+        for referral in self._referrals.get(case_id, ()):
+            if referral.referral_id == referral_id:
+                return referral
+        return None
+
+    def timer_fired(self, timer: Timer) -> None:
+        """The scheduler fired this row: it goes (the referral's pending timers are rewritten)."""
+        self._fired.add((timer.kind, timer.referral_id))
+
+    async def pending_timers(self, referral_id: str) -> list[Timer]:
+        """One referral's timer rows as stored, soonest first (support tools, tests)."""
+        rows = (
+            await self.session.execute(
+                select(timers)
+                .where(timers.c.referral_id == referral_id)
+                .order_by(timers.c.due_at, timers.c.kind)
+            )
+        ).all()
+        return [Timer(row.kind, row.referral_id, row.due_at) for row in rows]
 
     async def flush(self) -> None:
         """Write what the batch changed: one statement per table and kind of change."""
@@ -168,11 +230,43 @@ class ReferralsRepos:
             )
         if self._history:
             await self.session.execute(insert(referral_events), self._history)
+        await self._flush_timers()
         self._new_cases.clear()
         self._changed_cases.clear()
         self._new_referrals.clear()
         self._changed_referrals.clear()
         self._history.clear()
+        self._fired.clear()
+
+    async def _flush_timers(self) -> None:
+        """Make each changed referral's timer rows equal to its due timers (two statements)."""
+        gone: set[_TimerKey] = set(self._fired)
+        added: list[dict[str, Any]] = []
+        changed = {**self._new_referrals, **self._changed_referrals}
+        for referral_id in {*changed, *(key[1] for key in self._fired)}:
+            current = changed.get(referral_id) or self._stored_referrals.get(referral_id)
+            if current is None:
+                continue
+            stored = self._stored_referrals.get(referral_id)
+            before = set(due_timers(stored)) if stored is not None else set()
+            after = set(due_timers(current))
+            gone |= {(t.kind, t.referral_id) for t in before - after}
+            added.extend(
+                _timer_row(t, case_id=current.case_id)
+                for t in after
+                if t not in before or (t.kind, t.referral_id) in self._fired
+            )
+            self._stored_referrals[referral_id] = current
+        if gone:
+            await self.session.execute(
+                delete(timers).where(
+                    timers.c.kind == bindparam("key_kind"),
+                    timers.c.referral_id == bindparam("key_referral_id"),
+                ),
+                [{"key_kind": k, "key_referral_id": r} for k, r in sorted(gone)],
+            )
+        if added:
+            await self.session.execute(insert(timers), added)
 
     async def stored_referral(self, referral_id: str) -> Referral | None:
         """One referral as stored (support tools, tests)."""
@@ -199,25 +293,53 @@ class ReferralsRepos:
         ).all()
         return [(r.status, r.at, r.source, r.detail) for r in rows]
 
-    async def _load(self, case_ids: Iterable[str]) -> None:
+    async def timeline(self, referral_id: str) -> list[dict[str, Any]]:
+        """Every stored transition of a referral, oldest first, with its actor and source event."""
+        rows = (
+            await self.session.execute(
+                select(referral_events)
+                .where(referral_events.c.referral_id == referral_id)
+                .order_by(referral_events.c.id)
+            )
+        ).all()
+        return [
+            {
+                "from_stage": r.from_stage,
+                "to_stage": r.to_stage,
+                "status": r.status,
+                "actor": r.source,
+                "at": r.at,
+                "source_event": r.source_event,
+                "detail": r.detail,
+            }
+            for r in rows
+        ]
+
+    async def _load(self, case_ids: Iterable[str], *, skip_locked: bool = False) -> set[str]:
+        """Load and lock these cases and their referrals; return the ids loaded now.
+
+        With `skip_locked`, a case another transaction holds is left out (and not taken for
+        unknown); without it, this waits for it, cases locked in id order.
+        """
         wanted = sorted({c for c in case_ids if c not in self._cases})  # sorted: lock order
         if not wanted:
-            return
+            return set()
         found = (
             await self.session.execute(
                 select(cases)
                 .where(cases.c.case_id.in_(wanted))
                 .order_by(cases.c.case_id)
-                .with_for_update()
+                .with_for_update(skip_locked=skip_locked)
             )
         ).all()
-        for case_id in wanted:
-            self._cases[case_id] = None
+        if not skip_locked:
+            for case_id in wanted:
+                self._cases[case_id] = None
         for row in found:
             self._cases[row.case_id] = _case(row)
             self._referrals[row.case_id] = []
         if not found:
-            return
+            return set()
         rows = (
             await self.session.execute(
                 select(referrals)
@@ -226,7 +348,10 @@ class ReferralsRepos:
             )
         ).all()
         for row in rows:
-            self._referrals[row.case_id].append(_referral(row))
+            referral = _referral(row)
+            self._referrals[row.case_id].append(referral)
+            self._stored_referrals[referral.referral_id] = referral
+        return {row.case_id for row in found}
 
     def _change_case(self, case: Case) -> Case:
         self._cases[case.case_id] = case
@@ -236,15 +361,18 @@ class ReferralsRepos:
             self._changed_cases.add(case.case_id)
         return case
 
-    def _add_history(self, referral: Referral, *, source: HistorySource) -> None:
-        detail = referral.outcome or referral.reason
+    def _add_history(self, transition: Transition) -> None:
+        detail = transition.code
         self._history.append(
             {
-                "referral_id": referral.referral_id,
-                "status": referral.status,
-                "at": referral.updated_at,
-                "source": source,
+                "referral_id": transition.referral_id,
+                "status": transition.status,
+                "at": transition.at,
+                "source": transition.actor,
                 "detail": detail[:200] if detail else None,
+                "from_stage": transition.from_stage,
+                "to_stage": transition.to_stage,
+                "source_event": storable_text(transition.source_event, limit=200),
             }
         )
 
@@ -264,6 +392,7 @@ def _case_row(case: Case) -> dict[str, Any]:
         "closed_at": case.closed_at,
         "outcome": case.outcome,
         "close_reason": case.close_reason,
+        "correlation_id": storable_text(case.correlation_id, limit=200),
     }
 
 
@@ -287,6 +416,7 @@ def _case(row: Any) -> Case:
         closed_at=row.closed_at,
         outcome=row.outcome,
         close_reason=row.close_reason,
+        correlation_id=row.correlation_id,
     )
 
 
@@ -308,6 +438,8 @@ def _referral_row(referral: Referral) -> dict[str, Any]:
         "ack_due_at": referral.ack_due_at,
         "resolve_due_at": referral.resolve_due_at,
         "updated_at": referral.updated_at,
+        "reminders_sent": referral.reminders_sent,
+        "escalated_at": referral.escalated_at,
     }
 
 
@@ -337,4 +469,15 @@ def _referral(row: Any) -> Referral:
         ack_due_at=row.ack_due_at,
         resolve_due_at=row.resolve_due_at,
         updated_at=row.updated_at,
+        reminders_sent=row.reminders_sent,
+        escalated_at=row.escalated_at,
     )
+
+
+def _timer_row(timer: Timer, *, case_id: str) -> dict[str, Any]:
+    return {
+        "kind": timer.kind,
+        "referral_id": timer.referral_id,
+        "case_id": case_id,
+        "due_at": timer.due_at,
+    }

@@ -26,6 +26,8 @@ class Case:
     closed_at: datetime | None = None
     outcome: CaseOutcome | None = None
     close_reason: WithdrawalReason | None = None
+    # The case journey's correlation id (set at intake): events its timers cause carry it.
+    correlation_id: str | None = None
 
     @property
     def closed(self) -> bool:
