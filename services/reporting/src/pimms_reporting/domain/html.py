@@ -22,8 +22,20 @@ from pimms_reporting.domain.figures import (
 )
 from pimms_reporting.domain.formats import french_number, partner_label, site_label
 
-MONTHS = ("janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.",
-          "nov.", "déc.")  # fmt: skip
+MONTHS = (
+    "janv.",
+    "févr.",
+    "mars",
+    "avr.",
+    "mai",
+    "juin",
+    "juil.",
+    "août",
+    "sept.",
+    "oct.",
+    "nov.",
+    "déc.",
+)
 OUTCOME_KEYS = (
     "outcome.resolved",
     "outcome.not_resolved",
