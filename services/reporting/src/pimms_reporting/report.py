@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Literal
 
 from pimms_contracts.partners.directory import DirectoryError, load_directory
 from pimms_servicekit.db import Database
+from pimms_servicekit.logging import configure_logging
 from pimms_servicekit.settings import SettingsError
 
 from pimms_reporting.adapters.replay import replay_from_start
@@ -117,6 +119,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Write the report; print the path of each file written."""
     args = parser().parse_args(argv)
+    # stdout is for the paths written; the command's own log lines are warnings, on stderr.
+    configure_logging(service="reporting", level="WARNING", stream=sys.stderr)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
         settings = ReportingSettings.load()
     except SettingsError as exc:
