@@ -5,7 +5,7 @@ SHELL := /bin/bash
 unexport PYTHONDONTWRITEBYTECODE
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PKGS := contracts/src libs/servicekit/src services/intake/src services/referrals/src \
-        services/partner-gateways/src services/notifications/src cli/src
+        services/partner-gateways/src services/notifications/src services/reporting/src cli/src
 
 .PHONY: demo dev test install lint typecheck imports schemas unit integration e2e bench clean uv
 

@@ -1,4 +1,4 @@
-"""The `pimms` command: dev, demo, trace, logs, dead-letters."""
+"""The `pimms` command: dev, demo, trace, logs, dead-letters, report."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from pimms_servicekit.logging import configure_logging
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.add_argument("--json", action="store_true", help="one JSON object per line")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     _dead_letter_commands(commands)
+    _report_command(commands)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `pimms trace X | head` ends quietly
     # The command's own log lines: warnings only, as JSON; a broker probe that fails is not news.
@@ -54,6 +56,36 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(asyncio.run(run_logs(args.key, as_json=args.json, follow=args.follow)))
     if args.command == "dead-letters":
         raise SystemExit(asyncio.run(_run_dead_letters(args)))
+    if args.command == "report":
+        from pimms_cli.report import ReportOptions, run_report
+
+        options = ReportOptions(
+            year=args.year,
+            site=args.site,
+            partner=args.partner,
+            format=args.format,
+            out=args.out,
+            rebuild=args.rebuild,
+        )
+        raise SystemExit(asyncio.run(run_report(options)))
+
+
+def _report_command(commands: Any) -> None:
+    report = commands.add_parser(
+        "report", help="the yearly partnership review (CSV, HTML or JSON), per site and partner"
+    )
+    report.add_argument("--year", type=int, required=True, help="the year reviewed, e.g. 2026")
+    report.add_argument("--site", help="one PIMMS site only, e.g. lyon-8")
+    report.add_argument(
+        "--partner", help="one partner's figures only, ready to send to it (small counts hidden)"
+    )
+    report.add_argument("--format", choices=("csv", "html", "json"), default="html")
+    report.add_argument("--out", type=Path, help="directory to write to (default: .pimms/reports)")
+    report.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="first replay the topics from their start into fresh reporting tables",
+    )
 
 
 def _dead_letter_commands(commands: Any) -> None:

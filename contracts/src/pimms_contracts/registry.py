@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pimms_contracts.base import Event
-from pimms_contracts.v1 import frontoffice, internal, lifecycle, notifications
+from pimms_contracts.v1 import assessments, frontoffice, internal, lifecycle, notifications
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     frontoffice.NeedSubmitted,
@@ -23,6 +23,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     internal.PartnerDeliveryFailed,
     internal.PartnerStatusReported,
     internal.PartnerReportRefused,
+    assessments.AssessmentRecorded,
 )
 
 EVENTS_BY_TYPE: dict[str, type[Event]] = {event.ce_type: event for event in ALL_EVENTS}

@@ -12,9 +12,11 @@ NOTIFICATIONS = "pimms.notifications.v1"
 INTAKE_CASES = "pimms.intake.cases.v1"
 PARTNER_REPORTS = "pimms.partners.reports.v1"
 REFERRAL_ALERTS = "pimms.referrals.alerts.v1"
+# The mediators' assessments as intake recorded them (comment scrubbed), for the yearly review.
+INTAKE_ASSESSMENTS = "pimms.intake.assessments.v1"
 
 PUBLIC_TOPICS = (INTAKE_NEEDS, INTAKE_FEEDBACK, CASES, NOTIFICATIONS)
-INTERNAL_TOPICS = (INTAKE_CASES, PARTNER_REPORTS, REFERRAL_ALERTS)
+INTERNAL_TOPICS = (INTAKE_CASES, PARTNER_REPORTS, REFERRAL_ALERTS, INTAKE_ASSESSMENTS)
 
 
 def dead_letters(topic: str) -> str:

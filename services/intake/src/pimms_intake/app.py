@@ -6,7 +6,7 @@ from pathlib import Path
 
 from faststream import FastStream
 from pimms_contracts import topics
-from pimms_contracts.v1.lifecycle import CaseClosed
+from pimms_contracts.v1.lifecycle import REFERRAL_EVENT_BY_STATUS, CaseClosed
 from pimms_servicekit.clock import Clock
 from pimms_servicekit.routing import EventDecoder
 from pimms_servicekit.runtime import ServiceRuntime
@@ -29,10 +29,11 @@ def build_runtime(
         handlers=handlers.handles,
         repositories=IntakeRepository,
         clock=clock,
-        produces=[topics.INTAKE_FEEDBACK, topics.INTAKE_CASES],
+        produces=[topics.INTAKE_FEEDBACK, topics.INTAKE_CASES, topics.INTAKE_ASSESSMENTS],
     )
     runtime.consume(topics.INTAKE_NEEDS, FrontOfficeDecoder())
-    runtime.consume(topics.CASES, EventDecoder(CaseClosed))
+    # Case closure (no more documents) and each referral's status (what may be assessed).
+    runtime.consume(topics.CASES, EventDecoder(CaseClosed, *REFERRAL_EVENT_BY_STATUS.values()))
     return runtime
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 from uuid import UUID, uuid4
 
 from pimms_contracts import topics
+from pimms_contracts.v1.assessments import AssessmentRecorded
 from pimms_contracts.v1.frontoffice import (
     FieldError,
     NeedAccepted,
@@ -15,14 +16,16 @@ from pimms_contracts.v1.frontoffice import (
     NeedRejected,
     NeedSubmitted,
     NeedWithdrawn,
+    ReferralAssessed,
 )
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeCaseWithdrawn, IntakeDocumentsAdded
-from pimms_contracts.v1.lifecycle import CaseClosed
+from pimms_contracts.v1.lifecycle import REFERRAL_EVENT_BY_STATUS, CaseClosed, ReferralEvent
 from pimms_servicekit.clock import paris_time
 from pimms_servicekit.routing import Handlers
 from pimms_servicekit.unit_of_work import UnitOfWork
 
 from pimms_intake.adapters.repository import IntakeRepository
+from pimms_intake.domain.assessments import recorded_assessment
 from pimms_intake.domain.cases import (
     CaseSnapshot,
     CaseStatus,
@@ -33,7 +36,7 @@ from pimms_intake.domain.cases import (
     shared_visitor,
 )
 from pimms_intake.domain.references import format_reference, reference_prefix
-from pimms_intake.domain.validation import Invalid
+from pimms_intake.domain.validation import Invalid, assessment_errors
 
 Uow = UnitOfWork[IntakeRepository]
 handles: Handlers[IntakeRepository] = Handlers()
@@ -209,6 +212,66 @@ async def close_case(event: CaseClosed, uow: Uow) -> None:
     uow.log("case.closed", case_reference=event.case_reference, outcome=event.outcome)
 
 
+@handles(*REFERRAL_EVENT_BY_STATUS.values())
+async def follow_referral(event: ReferralEvent, uow: Uow) -> None:
+    """Referrals moved a referral: remember its status, to check the mediator's assessments."""
+    uow.repos.set_referral_status(
+        referral_id=str(event.referral_id),
+        case_id=str(event.case_id),
+        site_id=event.site_id,
+        partner_id=event.partner_id,
+        status=str(type(event).model_fields["status"].default),  # one status per event type
+        at=event.occurred_at,
+    )
+
+
+@handles(ReferralAssessed)
+async def assess_referral(assessment: ReferralAssessed, uow: Uow) -> None:
+    """A mediator assessed a finished referral: keep it, tell the tool, publish it for review."""
+    repo = uow.repos
+    submission_id = str(assessment.submission_id)
+    case = await repo.case_by_submission(submission_id)
+    known = await repo.referrals_of(case.case_id) if case is not None else {}
+    if case is not None:
+        uow.about_case(case.case_id, correlation_id=case.correlation_id)
+    statuses = {referral_id: referral.status for referral_id, referral in known.items()}
+    errors = assessment_errors(assessment, case=case, referral_statuses=statuses)
+    if errors:
+        await _refuse(uow, repo, submission_id, errors)
+        return
+    assert case is not None
+    referral = known[str(assessment.referral_id)]
+    recorded = recorded_assessment(assessment)
+    now = uow.now()
+    repo.save_assessment(assessment=recorded, case_id=case.case_id, recorded_at=now)
+    uow.emit(
+        AssessmentRecorded(
+            case_id=UUID(case.case_id),
+            case_reference=case.case_reference,
+            site_id=referral.site_id,
+            referral_id=assessment.referral_id,
+            partner_id=referral.partner_id,
+            rating=recorded.rating,
+            tags=recorded.tags,
+            comment=recorded.comment,
+            assessed_at=recorded.assessed_at,
+            recorded_at=now,
+        ),
+        topic=topics.INTAKE_ASSESSMENTS,
+        key=case.case_id,
+        detail=f"{referral.partner_id}: {recorded.rating}/5",
+    )
+    _acknowledge(uow, case, submission_id, "assessed")
+    uow.log(
+        "referral.assessed",
+        case_reference=case.case_reference,
+        referral_id=referral.referral_id,
+        partner_id=referral.partner_id,
+        rating=recorded.rating,
+        tags=list(recorded.tags),
+    )
+
+
 async def _known_case(uow: Uow, repo: IntakeRepository, submission_id: str) -> CaseSnapshot | None:
     case = await repo.case_by_submission(submission_id)
     if case is None:
@@ -255,7 +318,7 @@ def _acknowledge(
     uow: Uow,
     case: CaseSnapshot,
     submission_id: str,
-    what: Literal["documents_added", "withdrawn"],
+    what: Literal["documents_added", "withdrawn", "assessed"],
 ) -> None:
     uow.emit(
         NeedAcknowledged(

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pimms_contracts.base import Event
 from pimms_contracts.envelope import EnvelopeError
-from pimms_contracts.v1.frontoffice import (
-    FRONT_OFFICE_INPUTS,
-)
+from pimms_contracts.v1.frontoffice import FRONT_OFFICE_INPUTS, ReferralAssessed
 from pimms_servicekit.messages import BadMessage, Incoming, parse_json, read_envelope
 from pimms_servicekit.routing import Decoded
 
@@ -18,9 +17,13 @@ from pimms_intake.domain.validation import Invalid, validate
 
 _MAX_SUBMISSION_ID = 100
 
+# Everything a tool may send on pimms.intake.needs.v1, the mediator's assessment included.
+INPUTS: dict[str, type[Event]] = {**FRONT_OFFICE_INPUTS, ReferralAssessed.ce_type: ReferralAssessed}
+
 
 class FrontOfficeDecoder:
-    """need.submitted, documents_added and withdrawn, each answered on the feedback topic."""
+    """need.submitted, documents_added, withdrawn and referral.assessed, each answered on the
+    feedback topic."""
 
     def __call__(self, incoming: Incoming) -> Decoded[Any]:
         """The validated command, or the reasons it is invalid; BadMessage when it has no id."""
@@ -33,11 +36,11 @@ class FrontOfficeDecoder:
             raise BadMessage("no_submission_id", "the message has no submission_id to answer to")
         if len(submission_id) > _MAX_SUBMISSION_ID:
             raise BadMessage("no_submission_id", "the submission_id is too long to be one")
-        model = FRONT_OFFICE_INPUTS.get(event_type or "")
+        model = INPUTS.get(event_type or "")
         if model is None:
             raise BadMessage(
                 "unknown_type",
-                f"ce_type {event_type!r} is not one of {', '.join(sorted(FRONT_OFFICE_INPUTS))}",
+                f"ce_type {event_type!r} is not one of {', '.join(sorted(INPUTS))}",
             )
         try:
             envelope = read_envelope(incoming)

@@ -12,12 +12,25 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from pimms_contracts.v1.frontoffice import NeedDocumentsAdded, NeedSubmitted, NeedWithdrawn
+from pimms_contracts.v1.frontoffice import (
+    NeedDocumentsAdded,
+    NeedSubmitted,
+    NeedWithdrawn,
+    ReferralAssessed,
+)
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pimms_intake.adapters.tables import cases, reference_counters, rejections, visitors
+from pimms_intake.adapters.tables import (
+    assessments,
+    cases,
+    reference_counters,
+    referral_statuses,
+    rejections,
+    visitors,
+)
+from pimms_intake.domain.assessments import KnownReferral
 from pimms_intake.domain.cases import CaseSnapshot, CaseStatus
 
 _CHUNK = 500
@@ -34,14 +47,25 @@ class IntakeRepository:
         self._updates: dict[str, dict[str, Any]] = {}
         self._counters: dict[str, int] = {}
         self._rejections: list[dict[str, Any]] = []
+        self._referrals: dict[str, dict[str, KnownReferral]] = {}
+        self._statuses: dict[str, dict[str, Any]] = {}
+        self._assessments: dict[str, dict[str, Any]] = {}
 
     async def prefetch(self, payloads: Sequence[object]) -> None:
-        """Look up the cases of every submission of the batch in one query."""
+        """Look up the cases of every submission of the batch in one query (and the referrals
+        of the cases assessed, in one more)."""
         await self.load(
             str(p.submission_id)
             for p in payloads
-            if isinstance(p, NeedSubmitted | NeedDocumentsAdded | NeedWithdrawn)
+            if isinstance(p, NeedSubmitted | NeedDocumentsAdded | NeedWithdrawn | ReferralAssessed)
         )
+        assessed = {
+            snapshot.case_id
+            for p in payloads
+            if isinstance(p, ReferralAssessed)
+            and (snapshot := self._by_submission.get(str(p.submission_id))) is not None
+        }
+        await self._load_referrals(assessed)
 
     async def load(self, submission_ids: Iterable[str]) -> None:
         """Look up, in one query, the cases of submissions not seen yet in this batch."""
@@ -179,6 +203,83 @@ class IntakeRepository:
             }
         )
 
+    async def referrals_of(self, case_id: str) -> dict[str, KnownReferral]:
+        """The referrals of a case by id, with the status `pimms.cases.v1` last gave each."""
+        if case_id not in self._referrals:
+            await self._load_referrals({case_id})
+        return self._referrals[case_id]
+
+    async def _load_referrals(self, case_ids: Iterable[str]) -> None:
+        wanted = sorted({c for c in case_ids if c not in self._referrals})
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            for case_id in chunk:
+                self._referrals[case_id] = {}
+            rows = await self.session.execute(
+                select(referral_statuses).where(referral_statuses.c.case_id.in_(chunk))
+            )
+            for row in rows:
+                self._referrals[row.case_id][row.referral_id] = KnownReferral(
+                    referral_id=row.referral_id,
+                    case_id=row.case_id,
+                    site_id=row.site_id,
+                    partner_id=row.partner_id,
+                    status=row.status,
+                )
+            for pending in self._statuses.values():
+                if pending["case_id"] in chunk:
+                    self._referrals[pending["case_id"]][pending["referral_id"]] = _known(pending)
+
+    def set_referral_status(
+        self,
+        *,
+        referral_id: str,
+        case_id: str,
+        site_id: str,
+        partner_id: str,
+        status: str,
+        at: datetime,
+    ) -> None:
+        """Remember a referral's latest status (events of one case arrive in order)."""
+        row = {
+            "referral_id": referral_id,
+            "case_id": case_id,
+            "site_id": site_id,
+            "partner_id": partner_id,
+            "status": status,
+            "updated_at": at,
+        }
+        self._statuses[referral_id] = row
+        if case_id in self._referrals:
+            self._referrals[case_id][referral_id] = _known(row)
+
+    def save_assessment(
+        self, *, assessment: ReferralAssessed, case_id: str, recorded_at: datetime
+    ) -> None:
+        """Keep the assessment of a referral, replacing any earlier one."""
+        self._assessments[str(assessment.referral_id)] = {
+            "referral_id": str(assessment.referral_id),
+            "case_id": case_id,
+            "submission_id": str(assessment.submission_id),
+            "mediator_id": assessment.mediator_id,
+            "rating": assessment.rating,
+            "tags": list(assessment.tags),
+            "comment": assessment.comment,
+            "assessed_at": assessment.assessed_at,
+            "recorded_at": recorded_at,
+        }
+
+    async def _upsert(self, table: Any, rows: list[dict[str, Any]], *, key: str) -> None:
+        if not rows:
+            return
+        dialect = sqlite if self.session.get_bind().dialect.name == "sqlite" else postgresql
+        statement = dialect.insert(table)
+        statement = statement.on_conflict_do_update(
+            index_elements=[key],
+            set_={name: statement.excluded[name] for name in rows[0] if name != key},
+        )
+        await self.session.execute(statement, rows)
+
     def _change(self, case: CaseSnapshot, values: dict[str, Any], **snapshot: Any) -> None:
         pending = next((row for row in self._new_cases if row["case_id"] == case.case_id), None)
         if pending is not None:
@@ -203,5 +304,18 @@ class IntakeRepository:
             )
         if self._rejections:
             await session.execute(insert(rejections), self._rejections)
+        await self._upsert(referral_statuses, list(self._statuses.values()), key="referral_id")
+        await self._upsert(assessments, list(self._assessments.values()), key="referral_id")
         self._new_cases, self._new_visitors, self._rejections = [], [], []
+        self._statuses, self._assessments = {}, {}
         self._updates, self._counters = {}, {}
+
+
+def _known(row: dict[str, Any]) -> KnownReferral:
+    return KnownReferral(
+        referral_id=row["referral_id"],
+        case_id=row["case_id"],
+        site_id=row["site_id"],
+        partner_id=row["partner_id"],
+        status=row["status"],
+    )

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from pimms_servicekit.tables import UTCDateTime
-from sqlalchemy import JSON, BigInteger, Boolean, Column, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -58,4 +68,31 @@ rejections = Table(
     Column("submission_id", String(100), nullable=False),
     Column("codes", String(500), nullable=False),
     Column("rejected_at", UTCDateTime, nullable=False),
+)
+
+# Each referral of a case as `pimms.cases.v1` last told it: what an assessment is checked against.
+referral_statuses = Table(
+    "referral_statuses",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("case_id", String(36), nullable=False, index=True),
+    Column("site_id", String(40), nullable=False),
+    Column("partner_id", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The mediators' assessments, one per referral (a later one replaces it), comment scrubbed.
+assessments = Table(
+    "assessments",
+    metadata,
+    Column("referral_id", String(36), primary_key=True),
+    Column("case_id", String(36), nullable=False),
+    Column("submission_id", String(36), nullable=False),
+    Column("mediator_id", String(64), nullable=False),
+    Column("rating", Integer, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("comment", Text, nullable=True),
+    Column("assessed_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from pimms_contracts.v1.frontoffice import ReferralAssessed
 
@@ -30,3 +31,14 @@ def scrub_comment(comment: str | None) -> str | None:
 def recorded_assessment(assessment: ReferralAssessed) -> ReferralAssessed:
     """The assessment as it is stored and published: its comment scrubbed of contact details."""
     return assessment.model_copy(update={"comment": scrub_comment(assessment.comment)})
+
+
+@dataclass(frozen=True)
+class KnownReferral:
+    """A referral of a case as `pimms.cases.v1` last told intake (no personal data)."""
+
+    referral_id: str
+    case_id: str
+    site_id: str
+    partner_id: str
+    status: str

@@ -1,0 +1,1 @@
+"""Reporting: the yearly partnership review, a projection of the platform's events."""

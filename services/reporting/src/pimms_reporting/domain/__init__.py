@@ -1,0 +1,1 @@
+"""Pure reporting logic: activity facts, figures, and their CSV, JSON and HTML forms. No I/O."""
