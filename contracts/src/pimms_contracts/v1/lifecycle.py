@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field
 from pimms_contracts.base import Event
 from pimms_contracts.v1.common import (
     CaseReference,
+    Channel,
     CompletionOutcome,
     DocumentList,
     NeedCategory,
@@ -42,6 +43,7 @@ class CaseOpened(LifecycleEvent):
     status: Literal["opened"] = "opened"
     category: NeedCategory
     urgency: Urgency
+    channel: Channel | None = None  # front desk, outreach, phone, online (the yearly review)
 
 
 class CaseClosed(LifecycleEvent):

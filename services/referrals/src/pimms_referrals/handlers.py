@@ -100,7 +100,9 @@ async def open_case(event: IntakeCaseOpened, uow: Uow) -> None:
     )
     repo.add_case(case)
     uow.alias(case.case_reference)
-    opened = CaseOpened(**_about(case, now), category=case.category, urgency=case.urgency)
+    opened = CaseOpened(
+        **_about(case, now), category=case.category, urgency=case.urgency, channel=event.channel
+    )
     _tell(uow, case, opened, detail=opened.status)
     if routing.unroutable:
         # The case stays open: the mediator handles it by hand and withdraws it when done.

@@ -145,6 +145,7 @@ async def test_an_energy_case_in_lyon_is_opened_and_requested_from_edf(
         "status": "opened",
         "category": "energy_bill",
         "urgency": "high",
+        "channel": "front_desk",
     }
     assert requested["partner_id"] == "edf"
     assert requested["status"] == "requested"
