@@ -182,7 +182,7 @@ def build_gateway(
         environ=env,
         body_limit=settings.webhook_body_limit,
     )
-    runtime.http_route(RESPONSES_PATH, webhooks, methods=["POST"])
+    runtime.http_route(RESPONSES_PATH, webhooks.endpoint, methods=["POST"])
     inbound = InboundFolders(runtime=runtime, partners=partners.current, data_dir=settings.data_dir)
     runtime.background(
         "partner-directory",

@@ -66,7 +66,7 @@ class WebhookResponses:
         self._environ = os.environ if environ is None else environ
         self.body_limit = body_limit
 
-    async def __call__(self, request: Request) -> Response:
+    async def endpoint(self, request: Request) -> Response:
         """Verify, read and apply one answer."""
         partner_id = str(request.path_params.get("partner_id", ""))
         network = self._partners()
