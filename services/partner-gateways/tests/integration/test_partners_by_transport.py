@@ -127,7 +127,11 @@ class Harness:
     ) -> httpx.Response:
         app = Starlette(
             routes=[
-                Route("/partners/{partner_id}/responses", self.gateway.webhooks.endpoint, methods=["POST"])
+                Route(
+                    "/partners/{partner_id}/responses",
+                    self.gateway.webhooks.endpoint,
+                    methods=["POST"],
+                )
             ]
         )
         transport = httpx.ASGITransport(app=app)
@@ -345,8 +349,10 @@ async def test_a_response_file_applies_its_good_lines_and_reports_the_bad_ones(
     assert (processed / "REPONSES_1.csv").exists()
     errors = (processed / "REPONSES_1.errors.csv").read_bytes().decode(ENCODING).split("\r\n")
     assert errors[0] == HEADER + ";ERREUR"
-    assert errors[1].startswith(f"{referral_id};PERDU;") and ";unknown_status: " in errors[1]
-    assert errors[2].startswith("00000000-") and ";unknown_reference: " in errors[2]
+    assert errors[1].startswith(f"{referral_id};PERDU;")
+    assert ";unknown_status: " in errors[1]
+    assert errors[2].startswith("00000000-")
+    assert ";unknown_reference: " in errors[2]
     assert errors[3:] == [""]
     assert await harness.gateway.inbound.scan() == 0  # nothing left
 
@@ -672,5 +678,6 @@ async def test_a_changed_directory_is_used_and_a_bad_one_refused_keeping_the_las
         path.write_text(text.replace('territory = ["69"]', 'territory = ["6"]', 1), "utf-8")
         assert not harness.gateway.directory.check()
     [refused] = [e for e in logs if e["event"] == "config.refused"]
-    assert "'eau-grand-lyon'" in refused["error"] and "territory" in refused["error"]
+    assert "'eau-grand-lyon'" in refused["error"]
+    assert "territory" in refused["error"]
     assert harness.gateway.partners.directory().get("sncf").transport.url == "http://sncf.test/v2"  # type: ignore[union-attr]
