@@ -28,6 +28,7 @@ from pimms_contracts.partners import (
     load_directory,
 )
 from pimms_servicekit.kafka import broker_reachable
+from pimms_servicekit.tansu import free_port
 
 from pimms_cli.config import DEFAULT_BOOTSTRAP, configured_bootstrap, data_dir
 from pimms_cli.demo.checks import problems
@@ -54,6 +55,7 @@ DEMO_SECRETS = {
     "PIMMS_SNCF_WEBHOOK_SECRET": "demo-sncf-secret",
     "PIMMS_BANQUE_POSTALE_WEBHOOK_SECRET": "demo-banque-postale-secret",
 }
+READY_TIMEOUT_S = 180.0  # four services migrating and subscribing on a busy machine
 # Every service reads the one directory (the per-service variables override it: set them too).
 DIRECTORY_VARIABLES = (
     DIRECTORY_ENV,
@@ -222,10 +224,16 @@ async def run_demo(*, timeout: float = 90.0) -> int:
             f"{directory}; logs in {directory / 'logs'}).",
             flush=True,
         )
-        platform = Platform(data_dir=directory, bootstrap=configured_bootstrap(), echo=False)
+        # A free port for its own embedded broker: 9092 may be someone else's on a shared machine.
+        platform = Platform(
+            data_dir=directory,
+            bootstrap=configured_bootstrap(),
+            echo=False,
+            prefer_port=free_port(),
+        )
         try:
             await platform.start()
-            await platform.wait_ready()
+            await platform.wait_ready(timeout=READY_TIMEOUT_S)
         except RuntimeError as exc:
             print(f"pimms demo: {exc}", file=sys.stderr)
             await platform.stop()
