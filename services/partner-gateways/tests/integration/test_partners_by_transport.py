@@ -445,6 +445,25 @@ async def test_sncf_gets_a_signed_post_retried_with_the_same_delivery_id_until_i
     assert first.content == second.content == third.content
 
 
+async def test_a_webhook_partner_down_for_24_hours_is_a_failed_delivery(
+    harness: Harness, case_opened: Callable[..., IntakeCaseOpened], referral_requested: Any
+) -> None:
+    harness.endpoint.statuses = [503] * 1000
+    case = case_opened(category="rail_travel")
+    referral_id = await send_referral(harness, case, "sncf", referral_requested)
+    while not harness.reports("delivery_failed"):
+        await harness.deliver()
+        async with harness.runtime.database.transaction() as session:
+            [row] = (await session.execute(select(effects))).all()
+        if row.done_at is None:  # straight to the next try, as the durable schedule says
+            harness.clock.advance(max(row.next_attempt_at - harness.clock.now(), timedelta(0)))
+    [failed] = harness.reports("delivery_failed")
+    assert (failed["referral_id"], failed["reason"]) == (referral_id, "gave_up:http_503")
+    tried = harness.clock.now() - NOW
+    assert timedelta(hours=23) < tried <= timedelta(hours=24)
+    assert 30 < len(harness.endpoint.requests) < 40  # 1 s doubling to 1 h, then hourly
+
+
 async def test_a_4xx_fails_the_webhook_delivery_at_once(
     harness: Harness, case_opened: Callable[..., IntakeCaseOpened], referral_requested: Any
 ) -> None:

@@ -348,6 +348,7 @@ class GatewayRepos:
 
     async def inputs_seen(self, partner_id: str, keys: Iterable[str]) -> dict[str, str]:
         """The outcome recorded for each of these inputs already applied (one query)."""
+        keys = list(keys)
         wanted = sorted({k for k in keys if (partner_id, k) not in self._inputs})
         for chunk in _chunks(wanted):
             rows = await self.session.execute(

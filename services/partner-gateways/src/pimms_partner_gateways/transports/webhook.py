@@ -36,7 +36,7 @@ from pimms_partner_gateways.domain.backoff import (
     JITTER,
     MAX_GAP,
     classify,
-    retry_delay,
+    next_try_at,
 )
 from pimms_partner_gateways.transports.base import parse_idempotency_key
 from pimms_partner_gateways.transports.dispatched import partner_destination
@@ -137,6 +137,13 @@ class WebhookDestination:
             return Delivered(receipt=why)
         if verdict == "failed":
             return Failed(reason=why)
-        return RetryLater(
-            reason=why, after=retry_delay(attempt=effect.attempts + 1, random=self._rng)
+        now = self._clock.now()
+        retry_at = next_try_at(
+            first_tried_at=effect.created_at,
+            failed_at=now,
+            attempt=effect.attempts + 1,
+            random=self._rng,
         )
+        if retry_at is None:  # the next try would be more than 24 h after the first
+            return Failed(reason=f"gave_up:{why}"[:40])
+        return RetryLater(reason=why, after=retry_at - now)
