@@ -189,8 +189,11 @@ async def test_every_partner_gets_its_referral_and_its_answer_closes_it(
         )
 
         def reports(kind: str) -> list[dict[str, Any]]:
+            ours = set(references.values())  # the topic is the module's: other tests wrote too
             return [
-                r.json for r in watcher.of(topics.PARTNER_REPORTS, f"fr.pimms.gateway.{kind}.v1")
+                r.json
+                for r in watcher.of(topics.PARTNER_REPORTS, f"fr.pimms.gateway.{kind}.v1")
+                if r.json["referral_id"] in ours
             ]
 
         def delivered() -> set[str]:
@@ -205,7 +208,11 @@ async def test_every_partner_gets_its_referral_and_its_answer_closes_it(
         [export] = list(outbound.iterdir())
         assert re.fullmatch(r"PIMMS_EGL_\d{14}_\d+\.csv", export.name)
         received: dict[str, list[bytes]] = {
-            p: [r.value or b"" for r in watcher.of(topics.partner_referrals(p))]
+            p: [
+                r.value or b""
+                for r in watcher.of(topics.partner_referrals(p))
+                if r.key in references.values()
+            ]
             for p in KAFKA_PARTNERS
         }
         received["eau-grand-lyon"] = export.read_bytes().split(b"\r\n")[1:-1]
