@@ -1,17 +1,21 @@
 """`pimms demo`: a morning at PIMMS sites, played against the platform, every case checked.
 
-Front-office tools send needs (valid, duplicate, invalid, without consent, not even JSON); EDF and
-La Poste are simulated on their own Kafka feeds, answering in their own formats (a wrong status
-word among them); a mediator withdraws a case solved at the desk; a visitor withdraws another.
+Front-office tools send needs (valid, duplicate, invalid, without consent, not even JSON); every
+partner is simulated in its own format and transport: EDF, La Poste, Orange (declared by data) and
+the prefecture on their Kafka feeds, Eau du Grand Lyon in its folders (CSV files), SNCF and La
+Banque Postale as small HTTP servers taking signed POSTs and POSTing signed answers back (a wrong
+status word among the answers); a mediator withdraws a case solved at the desk; a visitor
+withdraws another.
 The table at the end shows each case, its reference, partners, final status and notifications.
 Exit status 0 only if every case reached its expected state.
 
 - `story.py`: the vocabulary (what is sent, reactions, expectations), as dataclasses and enums;
 - `scenario.py`: the morning, as data;
 - `partners.py`: the partner simulators, written from specs/partners.md, one class per partner;
+- `transports.py`: the HTTP servers, folders and signed POSTs of partners outside Kafka;
 - `frontdesk.py`: what a desk tool sends, with `Envelope` headers;
 - `observer.py`: follows every story on the public topics and says what to send in reaction;
-- `checks.py`: each expectation checked; `report.py`: the table; `run.py`: the Kafka loop.
+- `checks.py`: each expectation checked; `report.py`: the table; `run.py`: the loop.
 """
 
 from pimms_cli.demo.run import run_demo

@@ -17,7 +17,7 @@ from pimms_contracts import topics
 
 from pimms_cli.demo import frontdesk
 from pimms_cli.demo.frontdesk import Message
-from pimms_cli.demo.partners import FeedKind, PartnerSimulator
+from pimms_cli.demo.partners import FeedKind, PartnerSimulator, kafka_partners
 from pimms_cli.demo.story import (
     AddDocuments,
     Answer,
@@ -79,16 +79,22 @@ class Observer:
         self._answered: set[tuple[str, str]] = set()
 
     def topics(self) -> list[str]:
-        """Every topic the observer reads."""
+        """Every topic the observer reads (webhook and file-drop partners have no feed topic)."""
         partners = list(self.simulators)
         return [
             topics.INTAKE_FEEDBACK,
             topics.CASES,
             topics.NOTIFICATIONS,
             topics.dead_letters(topics.INTAKE_NEEDS),
-            *(topics.partner_referrals(p) for p in partners),
+            *(topics.partner_referrals(p) for p in kafka_partners(self.simulators)),
             *(topics.dead_letters(topics.partner_responses(p)) for p in partners),
         ]
+
+    def received(self, partner: str, value: bytes) -> list[Message]:
+        """A partner outside Kafka got this (a webhook body, a line of an export file): what it
+        answers, as `Message`s on its responses topic's name, for its transport to carry."""
+        by_reference = self._index(lambda f: f.case_reference)
+        return self._as_partner(partner, value, by_reference)
 
     def opening(self) -> list[Message]:
         """What the desks send first: one message per story."""
@@ -130,7 +136,7 @@ class Observer:
                     if garbage.garbage_id and record.headers.get("ce_id") == garbage.garbage_id:
                         garbage.dead_lettered = True
             elif partner := self._partner_of_feed(record.topic):
-                replies += self._as_partner(partner, record, by_reference)
+                replies += self._as_partner(partner, record.value or b"", by_reference)
             elif record.topic.endswith(".dlt"):
                 # a partner's responses dead letters keep its key: the referral reference
                 for _, case in by_case.values():
@@ -225,9 +231,12 @@ class Observer:
             seen.failures.append(str(body.get("reason", "?")))
 
     def _as_partner(
-        self, partner: str, record: Seen, by_reference: dict[str, tuple[Story, Followed]]
+        self, partner: str, value: bytes, by_reference: dict[str, tuple[Story, Followed]]
     ) -> list[Message]:
-        message = self.simulators[partner].read(record.value or b"")
+        try:
+            message = self.simulators[partner].read(value)
+        except (ValueError, SyntaxError):  # not the partner's format at all: it ignores it
+            return []
         if message is None:
             return []
         if message.kind is FeedKind.CANCELLATION:

@@ -1,17 +1,22 @@
-"""Partner operators, simulated from specs/partners.md alone, in their own formats.
+"""Partner operators, simulated from specs/partners.md (and PARTNERS.md) alone, in their formats.
 
-Written from the spec, never from the gateway's code: if the gateway drifts from the agreement,
-the demo notices. One class per partner; adding a Kafka partner is one class and one registry line.
+Written from the specs, never from the gateway's code: if the gateway drifts from the agreement,
+the demo notices. One class per partner, pure (bytes in, bytes out); how the bytes travel is the
+partner's `transport`: its Kafka feed, its folders (`transports.FileDropPartner`) or its HTTP
+endpoint (`transports.WebhookPartner`). Adding a partner is one class and one registry line.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from xml.etree.ElementTree import Element, SubElement, tostring
+from zoneinfo import ZoneInfo
 
 from defusedxml import ElementTree
 
@@ -37,10 +42,14 @@ class FeedMessage:
     case_reference: str | None
 
 
+Transport = Literal["kafka", "file_drop", "webhook"]
+
+
 class PartnerSimulator(Protocol):
-    """A partner reading its feed and answering, in its own format, over Kafka."""
+    """A partner reading what it is sent and answering, in its own format and transport."""
 
     partner_id: str
+    transport: Transport
 
     def read(self, value: bytes) -> FeedMessage | None:
         """What the partner understands of a feed message (None: not for it to act on)."""
@@ -55,6 +64,7 @@ class Edf:
     """EDF: JSON both ways."""
 
     partner_id = "edf"
+    transport: Transport = "kafka"
 
     def read(self, value: bytes) -> FeedMessage | None:
         """A referral, a reminder (`relance`) or a cancellation (`statut` `ANNULE`)."""
@@ -82,6 +92,7 @@ class LaPoste:
     """La Poste: XML both ways."""
 
     partner_id = "la-poste"
+    transport: Transport = "kafka"
 
     def read(self, value: bytes) -> FeedMessage | None:
         """A `<demande>` (with `relance` when a reminder) or an `<annulation>`."""
@@ -113,6 +124,121 @@ class LaPoste:
         return xml
 
 
+class Prefecture:
+    """Préfecture du Rhône: JSON on Kafka, `numeroDemande` and `etat`."""
+
+    partner_id = "prefecture-69"
+    transport: Transport = "kafka"
+
+    def read(self, value: bytes) -> FeedMessage | None:
+        """A file (with `relance` when a reminder) or a withdrawal (`etat` `RETIRE`)."""
+        body: Any = json.loads(value)
+        reference = body.get("numeroDemande")
+        if not isinstance(reference, str):
+            return None
+        if body.get("etat") == "RETIRE":
+            return FeedMessage(FeedKind.CANCELLATION, reference, None)
+        kind = FeedKind.REMINDER if "relance" in body else FeedKind.REFERRAL
+        return FeedMessage(kind, reference, body.get("dossierPimms"))
+
+    def answer(self, *, reference: str, answer: Answer, at: datetime) -> bytes:
+        """`{"numeroDemande", "etat", "piecesDemandees"?, "horodatage"}`."""
+        body: dict[str, Any] = {"numeroDemande": reference, "etat": answer.status}
+        if "piecesDemandees" in answer.details:
+            body["piecesDemandees"] = answer.details["piecesDemandees"].split(",")
+        body["horodatage"] = at.isoformat(timespec="seconds")
+        return json.dumps(body).encode()
+
+
+class Orange:
+    """Orange: JSON on Kafka, its layout declared in the directory (PARTNERS.md)."""
+
+    partner_id = "orange"
+    transport: Transport = "kafka"
+
+    def read(self, value: bytes) -> FeedMessage | None:
+        """A referral (`relance` when a reminder) or a cancellation (`statut` `ANNULEE`)."""
+        body: Any = json.loads(value)
+        reference = body.get("reference")
+        if not isinstance(reference, str):
+            return None
+        if body.get("statut") == "ANNULEE":
+            return FeedMessage(FeedKind.CANCELLATION, reference, None)
+        kind = FeedKind.REMINDER if "relance" in body else FeedKind.REFERRAL
+        return FeedMessage(kind, reference, body.get("dossier"))
+
+    def answer(self, *, reference: str, answer: Answer, at: datetime) -> bytes:
+        """`{"reference", "statut", "motif"?, "commentaire"?, "horodatage"}`."""
+        body = {"reference": reference, "statut": answer.status, **answer.details}
+        body["horodatage"] = at.isoformat(timespec="seconds")
+        return json.dumps(body, ensure_ascii=False).encode()
+
+
+class EauGrandLyon:
+    """Eau du Grand Lyon: CSV lines (ISO-8859-1, `;`, CRLF) in export and response files."""
+
+    partner_id = "eau-grand-lyon"
+    transport: Transport = "file_drop"
+    encoding = "iso-8859-1"
+    header = "REFERENCE;STATUT;DATE;MOTIF;COMMENTAIRE"
+
+    def read(self, value: bytes) -> FeedMessage | None:
+        """One line of an export: a referral, a reminder (`RELANCE n - `) or a cancellation."""
+        rows = list(csv.reader(io.StringIO(value.decode(self.encoding), newline=""), delimiter=";"))
+        if not rows or len(rows[0]) != 9:
+            return None
+        reference, dossier, *_, urgence, description = rows[0]
+        if urgence == "0" and description == "ANNULATION":
+            return FeedMessage(FeedKind.CANCELLATION, reference, None)
+        kind = FeedKind.REMINDER if description.startswith("RELANCE ") else FeedKind.REFERRAL
+        return FeedMessage(kind, reference, dossier)
+
+    def answer(self, *, reference: str, answer: Answer, at: datetime) -> bytes:
+        """`REFERENCE;STATUT;DATE;MOTIF;COMMENTAIRE`, the date `JJ/MM/AAAA HH:MM` in Paris."""
+        date = at.astimezone(ZoneInfo("Europe/Paris")).strftime("%d/%m/%Y %H:%M")
+        cells = [reference, answer.status, date, answer.details.get("motif", "")]
+        cells.append(answer.details.get("commentaire", ""))
+        out = io.StringIO()
+        csv.writer(out, delimiter=";", lineterminator="\r\n").writerow(cells)
+        return out.getvalue().encode(self.encoding, errors="replace")
+
+
+class SignedWebhookJson:
+    """SNCF's JSON (and La Banque Postale's, declared alike in the directory), over webhooks."""
+
+    partner_id = "sncf"
+    transport: Transport = "webhook"
+
+    def read(self, value: bytes) -> FeedMessage | None:
+        """A referral (`reminder` when a reminder) or a cancellation (`status` `cancelled`)."""
+        body: Any = json.loads(value)
+        reference = body.get("referral_id")
+        if not isinstance(reference, str):
+            return None
+        if body.get("status") == "cancelled":
+            return FeedMessage(FeedKind.CANCELLATION, reference, None)
+        kind = FeedKind.REMINDER if "reminder" in body else FeedKind.REFERRAL
+        return FeedMessage(kind, reference, body.get("case_reference"))
+
+    def answer(self, *, reference: str, answer: Answer, at: datetime) -> bytes:
+        """`{"referral_id", "status", "outcome"?, "reason"?, "comment"?, "at"}`."""
+        body = {"referral_id": reference, "status": answer.status, **answer.details}
+        body["at"] = at.isoformat(timespec="seconds")
+        return json.dumps(body, ensure_ascii=False).encode()
+
+
+class Sncf(SignedWebhookJson):
+    """SNCF Voyageurs."""
+
+    partner_id = "sncf"
+
+
+class BanquePostale(SignedWebhookJson):
+    """La Banque Postale (a mapped-json partner on a signed webhook)."""
+
+    partner_id = "banque-postale"
+
+
 def edf(statut: str, **details: str) -> Answer:
     """An EDF answer: `edf("CLOS", resultat="SOLUTION_TROUVEE")`."""
     return Answer(statut, details)
@@ -123,5 +249,36 @@ def poste(etat: str, **details: str) -> Answer:
     return Answer(etat, details)
 
 
-SIMULATORS: dict[str, PartnerSimulator] = {p.partner_id: p for p in (Edf(), LaPoste())}
-"""The partners the demo plays, by partner id; each reads `partner_referrals(id)`."""
+def egl(statut: str, **details: str) -> Answer:
+    """An Eau du Grand Lyon line: `egl("TRAITE", motif="RESOLU")`."""
+    return Answer(statut, details)
+
+
+def sncf(status: str, **details: str) -> Answer:
+    """An SNCF (or La Banque Postale) answer: `sncf("done", outcome="resolved")`."""
+    return Answer(status, details)
+
+
+def orange(statut: str, **details: str) -> Answer:
+    """An Orange answer: `orange("RESOLUE")`."""
+    return Answer(statut, details)
+
+
+SIMULATORS: dict[str, PartnerSimulator] = {
+    p.partner_id: p
+    for p in (
+        Edf(),
+        LaPoste(),
+        Prefecture(),
+        Orange(),
+        EauGrandLyon(),
+        Sncf(),
+        BanquePostale(),
+    )
+}
+"""The partners the demo plays, by partner id (Kafka ones read `partner_referrals(id)`)."""
+
+
+def kafka_partners(simulators: dict[str, PartnerSimulator]) -> list[str]:
+    """The simulated partners on a Kafka feed."""
+    return [p for p, s in simulators.items() if s.transport == "kafka"]

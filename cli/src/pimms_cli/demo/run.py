@@ -1,38 +1,100 @@
-"""`pimms demo`: plays the morning on a running platform (or one it starts), prints the table."""
+"""`pimms demo`: plays the morning on a running platform (or one it starts), prints the table.
+
+Partners on Kafka read their feeds through the tail; SNCF and La Banque Postale are small HTTP
+servers; Eau du Grand Lyon watches its folders. When the demo starts its own platform, it gives
+it a copy of the partner directory (`<data dir>/demo/partner-directory.toml`, named by
+`PIMMS_PARTNER_DIRECTORY`) whose webhook URLs point at these servers and whose file drop exports
+every 2 seconds, and development webhook secrets (unless already set in the environment).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from pimms_contracts import topics
+from pimms_contracts.partners import (
+    DEFAULT_DIRECTORY_PATH,
+    DIRECTORY_ENV,
+    PartnerDirectory,
+    directory_path,
+    load_directory,
+)
 from pimms_servicekit.kafka import broker_reachable
+from pimms_servicekit.tansu import free_port
 
 from pimms_cli.config import DEFAULT_BOOTSTRAP, configured_bootstrap, data_dir
 from pimms_cli.demo.checks import problems
 from pimms_cli.demo.frontdesk import Message
 from pimms_cli.demo.observer import Observer
-from pimms_cli.demo.partners import SIMULATORS, PartnerSimulator
+from pimms_cli.demo.partners import SIMULATORS, EauGrandLyon, PartnerSimulator
 from pimms_cli.demo.report import report
 from pimms_cli.demo.scenario import morning
 from pimms_cli.demo.story import Story
+from pimms_cli.demo.transports import (
+    FileDropPartner,
+    GatewayWebhooks,
+    WebhookPartner,
+    demo_directory,
+    file_drop_folders,
+    webhook_port,
+)
 from pimms_cli.kafkatail import KafkaTail, Producer
 from pimms_cli.platform import Platform, platform_is_running
 from pimms_cli.terminal import console
 
+# Development secrets: the directory names the variables, the demo sets them if they are not set.
+DEMO_SECRETS = {
+    "PIMMS_SNCF_WEBHOOK_SECRET": "demo-sncf-secret",
+    "PIMMS_BANQUE_POSTALE_WEBHOOK_SECRET": "demo-banque-postale-secret",
+}
+READY_TIMEOUT_S = 180.0  # four services migrating and subscribing on a busy machine
+# Every service reads the one directory (the per-service variables override it: set them too).
+DIRECTORY_VARIABLES = (
+    DIRECTORY_ENV,
+    "PIMMS_GATEWAYS_PARTNER_DIRECTORY",
+    "PIMMS_REFERRALS_PARTNER_DIRECTORY",
+    "PIMMS_NOTIFICATIONS_PARTNER_DIRECTORY",
+)
+
+
+@dataclass
+class Outside:
+    """The partners outside Kafka: their HTTP servers, their folders, the gateway's endpoint."""
+
+    webhooks: dict[str, WebhookPartner] = field(default_factory=dict)
+    files: dict[str, FileDropPartner] = field(default_factory=dict)
+    gateway: GatewayWebhooks | None = None
+
+    async def stop(self) -> None:
+        """Stop the servers and the client."""
+        for server in self.webhooks.values():
+            await server.stop()
+        if self.gateway is not None:
+            await self.gateway.aclose()
+
 
 class Morning:
-    """Sends what the observer says, feeds it what the topics say, until every story is done."""
+    """Sends what the observer says, feeds it what the topics, servers and folders say, until
+    every story is done."""
 
     def __init__(
         self,
         bootstrap: str,
         stories: Sequence[Story],
         simulators: Mapping[str, PartnerSimulator] = SIMULATORS,
+        outside: Outside | None = None,
     ) -> None:
         self.observer = Observer(stories, simulators)
+        self.simulators = simulators
+        self.outside = outside or Outside()
         self.producer = Producer(bootstrap)
         self.tail = KafkaTail(bootstrap, self.observer.topics())
         self._read = 0
@@ -55,7 +117,7 @@ class Morning:
                 if not self.unfinished():
                     return True
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.tail.changed.wait(), timeout=0.5)
+                    await asyncio.wait_for(self.tail.changed.wait(), timeout=0.25)
             await self._absorb()
             return not self.unfinished()
         finally:
@@ -66,12 +128,83 @@ class Morning:
         new = self.tail.records[self._read :]
         self._read += len(new)
         await self._send(self.observer.observe(new))
+        for partner_id, server in self.outside.webhooks.items():
+            for body in server.take():
+                await self._send(self.observer.received(partner_id, body))
+        for partner_id, folder in self.outside.files.items():
+            for line in await asyncio.to_thread(folder.take):
+                await self._send(self.observer.received(partner_id, line))
 
     async def _send(self, messages: Sequence[Message]) -> None:
+        lines: dict[str, list[bytes]] = {}
         for message in messages:
-            await self.producer.send(
-                message.topic, key=message.key, value=message.value, headers=message.headers
+            partner_id = self._outside_partner(message.topic)
+            if partner_id in self.outside.files:
+                lines.setdefault(partner_id, []).append(message.value)
+            elif partner_id in self.outside.webhooks and self.outside.gateway is not None:
+                await self.outside.gateway.post(
+                    partner_id, message.value, delivery=str(uuid.uuid4())
+                )
+            else:
+                await self.producer.send(
+                    message.topic, key=message.key, value=message.value, headers=message.headers
+                )
+        for partner_id, answered in lines.items():
+            await asyncio.to_thread(
+                self.outside.files[partner_id].drop, EauGrandLyon.header, answered
             )
+
+    def _outside_partner(self, topic: str) -> str | None:
+        return next(
+            (
+                p
+                for p, s in self.simulators.items()
+                if s.transport != "kafka" and topics.partner_responses(p) == topic
+            ),
+            None,
+        )
+
+
+async def start_outside(
+    directory: PartnerDirectory, *, data: Path, own_platform: bool
+) -> tuple[Outside, PartnerDirectory]:
+    """Start the webhook partners' servers; with its own platform, write the demo's directory."""
+    secrets = {name: os.environ.get(name) or value for name, value in DEMO_SECRETS.items()}
+    outside = Outside()
+    by_partner: dict[str, str] = {}
+    for partner_id, simulator in SIMULATORS.items():
+        partner = directory.get(partner_id)
+        if simulator.transport != "webhook" or partner is None:
+            continue
+        secret_env = getattr(partner.transport, "secret_env", "")
+        by_partner[partner_id] = secrets.get(secret_env) or os.environ.get(secret_env, "")
+        server = WebhookPartner(
+            partner_id=partner_id,
+            secret=by_partner[partner_id],
+            port=0 if own_platform else webhook_port(directory, partner_id),
+        )
+        await server.start()
+        outside.webhooks[partner_id] = server
+    if own_platform:
+        for name, value in secrets.items():
+            os.environ[name] = value
+        source = directory_path(os.environ)
+        text = demo_directory(
+            source.read_text(encoding="utf-8"),
+            urls={p: s.url() for p, s in outside.webhooks.items()},
+        )
+        path = data / "demo" / "partner-directory.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        directory = load_directory(path)
+        for name in DIRECTORY_VARIABLES:
+            os.environ[name] = str(path.resolve())
+    for partner_id, simulator in SIMULATORS.items():
+        folders = file_drop_folders(directory, partner_id, data)
+        if simulator.transport == "file_drop" and folders is not None:
+            outside.files[partner_id] = FileDropPartner(outbound=folders[0], inbound=folders[1])
+    outside.gateway = GatewayWebhooks(data_dir=data, secrets=by_partner)
+    return outside, directory
 
 
 async def run_demo(*, timeout: float = 90.0) -> int:
@@ -80,7 +213,10 @@ async def run_demo(*, timeout: float = 90.0) -> int:
     directory = data_dir()
     bootstrap = configured_bootstrap() or DEFAULT_BOOTSTRAP
     platform: Platform | None = None
-    if await broker_reachable(bootstrap) and platform_is_running(directory):
+    running = await broker_reachable(bootstrap) and platform_is_running(directory)
+    partners = load_directory(directory_path(os.environ) if running else DEFAULT_DIRECTORY_PATH)
+    outside, _ = await start_outside(partners, data=directory, own_platform=not running)
+    if running:
         print(f"Using the platform running on {bootstrap} (data in {directory}).", flush=True)
     else:
         print(
@@ -88,23 +224,31 @@ async def run_demo(*, timeout: float = 90.0) -> int:
             f"{directory}; logs in {directory / 'logs'}).",
             flush=True,
         )
-        platform = Platform(data_dir=directory, bootstrap=configured_bootstrap(), echo=False)
+        # A free port for its own embedded broker: 9092 may be someone else's on a shared machine.
+        platform = Platform(
+            data_dir=directory,
+            bootstrap=configured_bootstrap(),
+            echo=False,
+            prefer_port=free_port(),
+        )
         try:
             await platform.start()
-            await platform.wait_ready()
+            await platform.wait_ready(timeout=READY_TIMEOUT_S)
         except RuntimeError as exc:
             print(f"pimms demo: {exc}", file=sys.stderr)
             await platform.stop()
+            await outside.stop()
             return 1
         bootstrap = platform.bootstrap_servers
         print(
             f"Platform ready in {time.monotonic() - started:.1f} s (Kafka at {bootstrap}).",
             flush=True,
         )
-    played = Morning(bootstrap, morning())
+    played = Morning(bootstrap, morning(), outside=outside)
     try:
         ok = await played.play(timeout)
     finally:
+        await outside.stop()
         if platform is not None:
             await platform.stop()
     stories, followed = played.observer.stories, played.observer.followed

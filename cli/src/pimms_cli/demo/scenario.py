@@ -1,10 +1,11 @@
-"""The morning: 13 situations across categories, postal codes, languages and channels."""
+"""The morning: 17 situations across categories, postal codes, languages, channels, and every
+partner's transport (Kafka feeds, a file drop, signed webhooks, partners declared by data)."""
 
 from __future__ import annotations
 
 from pimms_contracts.examples import need_submitted
 
-from pimms_cli.demo.partners import edf, poste
+from pimms_cli.demo.partners import edf, egl, orange, poste, sncf
 from pimms_cli.demo.story import (
     CaseOutcome,
     Closes,
@@ -191,6 +192,71 @@ def morning() -> list[Story]:
                 {"la-poste": COMPLETED},
                 partner_dead_letters=("unknown_status",),
             ),
+        ),
+        Story(
+            "Water bill, payment plan by file drop (Lyon 7e, SMS, fr; Eau du Grand Lyon CSV)",
+            Need(
+                need_submitted(
+                    visitor__first_name="Zoë",
+                    visitor__last_name='N\'Diaye; "Renée"',
+                    visitor__postal_code="69007",
+                    need__category="water_bill",
+                    need__urgency="normal",
+                    need__summary='=Facture d\'eau; relance "urgente" & coupure',
+                )
+            ),
+            answers={"eau-grand-lyon": (egl("ACCEPTE"), egl("TRAITE", motif="RESOLU"))},
+            expect=Closes(CaseOutcome.RESOLVED, {"eau-grand-lyon": COMPLETED}),
+        ),
+        Story(
+            "Train refund refused (Villeurbanne, e-mail, fr; SNCF signed webhook)",
+            Need(
+                need_submitted(
+                    visitor__postal_code="69100",
+                    visitor__contact_consent=MAIL,
+                    need__category="rail_travel",
+                    need__urgency="normal",
+                    need__summary="Remboursement refusé après une grève",
+                )
+            ),
+            answers={
+                "sncf": (sncf("received"), sncf("in_progress"), sncf("done", outcome="resolved"))
+            },
+            expect=Closes(CaseOutcome.RESOLVED, {"sncf": COMPLETED}),
+        ),
+        Story(
+            "Phone line cut after a billing error (Nantes, SMS, fr; Orange, declared by data)",
+            Need(
+                need_submitted(
+                    site_id="nantes-nord",
+                    visitor__postal_code="44300",
+                    need__category="telecom",
+                    need__urgency="high",
+                    need__summary="Ligne coupée suite à une erreur de facturation",
+                )
+            ),
+            answers={"orange": (orange("RECUE"), orange("RESOLUE"))},
+            expect=Closes(CaseOutcome.RESOLVED, {"orange": COMPLETED}),
+        ),
+        Story(
+            "Micro-credit to repair a car (Roubaix, e-mail, fr; La Banque Postale webhook)",
+            Need(
+                need_submitted(
+                    site_id="roubaix",
+                    visitor__postal_code="59100",
+                    visitor__contact_consent=MAIL,
+                    need__category="micro_credit",
+                    need__urgency="low",
+                    need__summary="Micro-crédit pour réparer la voiture, trajet travail",
+                )
+            ),
+            answers={
+                "banque-postale": (
+                    sncf("received"),
+                    sncf("declined", reason="out_of_scope"),
+                )
+            },
+            expect=Closes(CaseOutcome.NOT_RESOLVED, {"banque-postale": ReferralStatus.REJECTED}),
         ),
         Story(
             "A tool sends something that is not JSON",

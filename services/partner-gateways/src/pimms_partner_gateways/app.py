@@ -1,16 +1,37 @@
-"""Composition root of partner-gateways: `create_app(settings=None) -> FastStream`."""
+"""Composition root of partner-gateways: `create_app(settings=None) -> FastStream`.
+
+What runs: the pipeline (intake's dossiers, referrals' requests, cancellations, reminders and
+forwarded documents, Kafka partners' answers, refused reports); one dispatcher per file-drop or
+webhook partner; on the HTTP server, `POST /partners/<id>/responses` for webhook partners; in the
+background, the inbound folders of file-drop partners and the partner directory file, reloaded
+when it changes (a bad new version is refused, the last good one stays).
+
+Reloading applies to what partners are, serve and agree to (categories, territory, SLAs, URLs,
+folders, mappings, secrets' variable names). A partner on a new Kafka topic, or a new file-drop or
+webhook partner, needs a restart for its topics to be read or its dispatcher to run.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from faststream import FastStream
 from pimms_contracts import topics
-from pimms_contracts.partners import load_directory
+from pimms_contracts.partners import PartnerDirectory, load_directory
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeDocumentsAdded
-from pimms_contracts.v1.lifecycle import ReferralCancelled, ReferralRequested
+from pimms_contracts.v1.lifecycle import (
+    ReferralCancelled,
+    ReferralDocumentsForwarded,
+    ReferralReminded,
+    ReferralRequested,
+)
+from pimms_servicekit.batch_effects import deliver_batches_to
 from pimms_servicekit.clock import Clock
+from pimms_servicekit.directory_watch import WatchedFile
 from pimms_servicekit.effects import Destination
 from pimms_servicekit.routing import EventDecoder
 from pimms_servicekit.runtime import ServiceRuntime
@@ -18,12 +39,177 @@ from pimms_servicekit.runtime import ServiceRuntime
 from pimms_partner_gateways import handlers
 from pimms_partner_gateways.adapters.registry import PartnerNetwork, servable_adapter
 from pimms_partner_gateways.adapters.repository import GatewayRepos
+from pimms_partner_gateways.domain.model import UnknownFieldNames
+from pimms_partner_gateways.inputs import InboundFolders, webhook_applier
 from pimms_partner_gateways.settings import GatewaySettings
 from pimms_partner_gateways.transports.dispatched import destination_partner
+from pimms_partner_gateways.transports.file_drop import FileDropDestination
 from pimms_partner_gateways.transports.kafka_responses import PartnerResponsesDecoder
 from pimms_partner_gateways.transports.refusals import RefusalsDecoder
+from pimms_partner_gateways.transports.webhook import WebhookDestination
+from pimms_partner_gateways.transports.webhook_inbound import RESPONSES_PATH, WebhookResponses
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+@dataclass
+class Partners:
+    """The partner network of the current directory (rebuilt when the file changes)."""
+
+    dispatched: frozenset[str]
+    network: PartnerNetwork = field(init=False)
+    unknown_fields: UnknownFieldNames = field(default_factory=UnknownFieldNames)
+
+    def use(self, directory: PartnerDirectory) -> None:
+        """Serve this directory from now on."""
+        self.network = PartnerNetwork(
+            directory, dispatched=self.dispatched, adapter_for=servable_adapter
+        )
+
+    def current(self) -> PartnerNetwork:
+        """The network now."""
+        return self.network
+
+    def directory(self) -> PartnerDirectory:
+        """The directory now."""
+        return self.network.directory
+
+
+@dataclass
+class Gateway:
+    """The gateway's runtime and the parts tests and tools reach: partners, folders, webhooks."""
+
+    runtime: ServiceRuntime[GatewayRepos]
+    partners: Partners
+    directory: WatchedFile[PartnerDirectory]
+    inbound: InboundFolders
+    webhooks: WebhookResponses
+    destinations: dict[str, Destination]
+
+
+def build_gateway(
+    settings: GatewaySettings | None = None,
+    *,
+    clock: Clock | None = None,
+    destinations: Sequence[Destination] = (),
+    environ: Mapping[str, str] | None = None,
+) -> Gateway:
+    """Everything the gateway runs, wired.
+
+    `destinations`: dispatchers to use instead of the built ones (named `partner:<id>`); every
+    other file-drop or webhook partner of the directory gets its `FileDropDestination` or
+    `WebhookDestination`. `environ`: where webhook secrets are read (default `os.environ`).
+    """
+    settings = settings or GatewaySettings.load()
+    env = os.environ if environ is None else environ
+    first = load_directory(settings.partner_directory)
+    given = {d.name: d for d in destinations}
+    built = {
+        f"partner:{p.id}"
+        for p in first.partners
+        if p.transport.kind in ("file_drop", "webhook") and f"partner:{p.id}" not in given
+    }
+    dispatched = {p for name in (*given, *built) if (p := destination_partner(name)) is not None}
+    partners = Partners(dispatched=frozenset(dispatched))
+    partners.use(first)
+    directory = WatchedFile(
+        settings.partner_directory,
+        load=load_directory,
+        what="partner directory",
+        on_change=partners.use,
+    )
+    kafka_partners = partners.network.kafka_partners()
+    others = [p.id for p in first.partners if p.transport.kind != "kafka"]
+    runtime = ServiceRuntime(
+        settings=settings,
+        migrations_dir=MIGRATIONS,
+        handlers=handlers.handles,
+        repositories=lambda session: GatewayRepos(
+            session, partners=partners.network, unknown_fields=partners.unknown_fields
+        ),
+        hooks=handlers.hooks,
+        clock=clock,
+        produces=[
+            topics.PARTNER_REPORTS,
+            *(p.referrals_topic for p in kafka_partners),
+            # refused reports of file-drop and webhook partners go to their responses' dead letters
+            *(topics.dead_letters(topics.partner_responses(p)) for p in others),
+        ],
+    )
+    runtime.consume(topics.INTAKE_CASES, EventDecoder(IntakeCaseOpened, IntakeDocumentsAdded))
+    runtime.consume(
+        topics.CASES,
+        EventDecoder(
+            ReferralRequested, ReferralCancelled, ReferralReminded, ReferralDocumentsForwarded
+        ),
+    )
+    runtime.consume(topics.REFERRAL_ALERTS, RefusalsDecoder())
+    for feed in kafka_partners:  # their dead letters (`<responses>.dlt`) are the gateway's
+        runtime.consume(
+            feed.responses_topic,
+            PartnerResponsesDecoder(partner_id=feed.partner_id, adapter=feed.adapter),
+        )
+    wired: dict[str, Destination] = dict(given)
+    for destination in given.values():
+        runtime.deliver_to(destination)
+    for partner in first.partners:
+        name = f"partner:{partner.id}"
+        if name not in built:
+            continue
+        if partner.transport.kind == "file_drop":
+            drop = FileDropDestination(
+                partner_id=partner.id,
+                directory=partners.directory,
+                data_dir=settings.data_dir,
+                clock=runtime.clock,
+            )
+            deliver_batches_to(runtime, drop)
+            wired[name] = drop
+        else:
+            hook = WebhookDestination(
+                partner_id=partner.id,
+                directory=partners.directory,
+                clock=runtime.clock,
+                environ=env,
+                timeout=settings.webhook_timeout_s,
+            )
+            runtime.deliver_to(hook)
+            wired[name] = hook
+    webhooks = WebhookResponses(
+        partners=partners.current,
+        apply=webhook_applier(runtime),
+        clock=runtime.clock,
+        environ=env,
+        body_limit=settings.webhook_body_limit,
+    )
+    runtime.http_route(RESPONSES_PATH, webhooks.endpoint, methods=["POST"])
+    inbound = InboundFolders(runtime=runtime, partners=partners.current, data_dir=settings.data_dir)
+    runtime.background(
+        "partner-directory",
+        lambda: directory.watch(interval=settings.directory_poll_interval_s),
+    )
+    runtime.background(
+        "inbound-folders", lambda: inbound.watch(interval=settings.inbound_poll_interval_s)
+    )
+    runtime.background("webhook-clients", lambda: _close_on_stop(wired.values()))
+    return Gateway(
+        runtime=runtime,
+        partners=partners,
+        directory=directory,
+        inbound=inbound,
+        webhooks=webhooks,
+        destinations=wired,
+    )
+
+
+async def _close_on_stop(destinations: Iterable[Destination]) -> None:
+    """Hold the webhook connection pools open while the service runs; close them at the end."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for destination in list(destinations):
+            if isinstance(destination, WebhookDestination):
+                await destination.aclose()
 
 
 def build_runtime(
@@ -31,39 +217,10 @@ def build_runtime(
     *,
     clock: Clock | None = None,
     destinations: Sequence[Destination] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> ServiceRuntime[GatewayRepos]:
-    """The gateway's runtime with what it reads, its partners' dispatchers and its hooks.
-
-    `destinations`: the dispatchers of file-drop and webhook partners, named `partner:<id>`.
-    """
-    settings = settings or GatewaySettings.load()
-    dispatched = {p for d in destinations if (p := destination_partner(d.name)) is not None}
-    partners = PartnerNetwork(
-        load_directory(settings.partner_directory),
-        dispatched=dispatched,
-        adapter_for=servable_adapter,
-    )
-    kafka_partners = partners.kafka_partners()
-    runtime = ServiceRuntime(
-        settings=settings,
-        migrations_dir=MIGRATIONS,
-        handlers=handlers.handles,
-        repositories=lambda session: GatewayRepos(session, partners=partners),
-        hooks=handlers.hooks,
-        clock=clock,
-        produces=[topics.PARTNER_REPORTS, *(p.referrals_topic for p in kafka_partners)],
-    )
-    runtime.consume(topics.INTAKE_CASES, EventDecoder(IntakeCaseOpened, IntakeDocumentsAdded))
-    runtime.consume(topics.CASES, EventDecoder(ReferralRequested, ReferralCancelled))
-    runtime.consume(topics.REFERRAL_ALERTS, RefusalsDecoder())
-    for partner in kafka_partners:  # their dead letters (`<responses>.dlt`) are the gateway's
-        runtime.consume(
-            partner.responses_topic,
-            PartnerResponsesDecoder(partner_id=partner.partner_id, adapter=partner.adapter),
-        )
-    for destination in destinations:
-        runtime.deliver_to(destination)
-    return runtime
+    """The gateway's runtime (see `build_gateway`)."""
+    return build_gateway(settings, clock=clock, destinations=destinations, environ=environ).runtime
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastStream:

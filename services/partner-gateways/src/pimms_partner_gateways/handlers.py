@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from datetime import datetime
+from typing import ClassVar, Literal
 from uuid import UUID, uuid4
 
 from pimms_contracts import topics
@@ -13,7 +14,13 @@ from pimms_contracts.v1.internal import (
     PartnerDeliveryFailed,
     PartnerStatusReported,
 )
-from pimms_contracts.v1.lifecycle import ReferralCancelled, ReferralRequested
+from pimms_contracts.v1.lifecycle import (
+    ReferralCancelled,
+    ReferralDocumentsForwarded,
+    ReferralReminded,
+    ReferralRequested,
+)
+from pimms_servicekit.dead_letters import Original
 from pimms_servicekit.hooks import Hook, Hooks, Outcome
 from pimms_servicekit.routing import Handlers
 from pimms_servicekit.unit_of_work import UnitOfWork
@@ -22,12 +29,17 @@ from pimms_partner_gateways.adapters.base import CannotRender
 from pimms_partner_gateways.adapters.registry import PartnerLink
 from pimms_partner_gateways.adapters.repository import GatewayRepos
 from pimms_partner_gateways.domain.model import (
+    Delivery,
     DeliveryStatus,
+    PartnerAnswer,
+    ReadAnswer,
     Referral,
     answers_for,
     decide_cancellation,
+    decide_follow_up,
     decide_request,
     dossier_from_case,
+    with_documents,
 )
 from pimms_partner_gateways.transports.base import MessageKind, PartnerMessage, TransportKind
 from pimms_partner_gateways.transports.kafka_responses import PartnerAnswerReceived
@@ -166,33 +178,133 @@ async def cancel_referral(event: ReferralCancelled, uow: Uow) -> None:
     )
 
 
-@handles(PartnerAnswerReceived)
-async def report_partner_status(received: PartnerAnswerReceived, uow: Uow) -> None:
-    """A partner answered about one of its referrals: tell referrals, in the platform's words."""
-    repo, answer, partner_id = uow.repos, received.answer, received.partner_id
-    delivery = await repo.delivery(answer.reference)
-    if delivery is None or not answers_for(delivery, partner_id=partner_id):
-        uow.dead_letter(
-            reason="unknown_reference",
-            error=f"no referral with this reference was sent to {partner_id}",
+@handles(ReferralReminded)
+async def remind_partner(event: ReferralReminded, uow: Uow) -> None:
+    """No acknowledgement in time: the partner gets its reminder, in its format and transport."""
+    repo, referral_id = uow.repos, str(event.referral_id)
+    delivery = await repo.delivery(referral_id)
+    decision = decide_follow_up(delivery, partner_id=event.partner_id, reminder=event.reminder)
+    if decision != "send":
+        uow.log(
+            "referral.reminder_not_sent",
+            level="info" if decision == "already_sent" else "warning",
+            referral_id=referral_id,
+            partner_id=event.partner_id,
+            reminder=event.reminder,
+            why=decision,
         )
         return
+    assert delivery is not None
+    link = repo.partners.reach(delivery.partner_id)
+    dossier = await repo.dossier(delivery.case_id)
+    if isinstance(link, str) or dossier is None:
+        uow.log(
+            "referral.reminder_not_sent",
+            level="warning",
+            referral_id=referral_id,
+            partner_id=event.partner_id,
+            reminder=event.reminder,
+            why=link if isinstance(link, str) else "no_dossier",
+        )
+        return
+    payload = link.adapter.to_reminder(dossier, delivery.referral, number=event.reminder)
+    _send(uow, link, delivery.referral, payload=payload, kind="reminder", number=event.reminder)
+    repo.record_reminder_sent(referral_id, number=event.reminder, at=uow.now())
+    uow.log(
+        "referral.reminder_sent",
+        referral_id=referral_id,
+        partner_id=delivery.partner_id,
+        reminder=event.reminder,
+        transport=link.transport.kind,
+    )
+
+
+@handles(ReferralDocumentsForwarded)
+async def forward_documents(event: ReferralDocumentsForwarded, uow: Uow) -> None:
+    """Documents the partner asked for were brought: it gets its file again, with them listed."""
+    repo, referral_id = uow.repos, str(event.referral_id)
+    delivery = await repo.delivery(referral_id)
+    decision = decide_follow_up(delivery, partner_id=event.partner_id)
+    dossier = await repo.dossier(str(event.case_id))
+    link = repo.partners.reach(event.partner_id)
+    if decision != "send" or dossier is None or isinstance(link, str):
+        why = decision if decision != "send" else (link if isinstance(link, str) else "no_dossier")
+        uow.log(
+            "referral.documents_not_forwarded",
+            level="warning",
+            referral_id=referral_id,
+            partner_id=event.partner_id,
+            why=why,
+        )
+        return
+    assert delivery is not None
+    now = uow.now()
+    updated = with_documents(dossier, tuple(event.documents))
+    if updated is not dossier:
+        await repo.set_documents(dossier.case_id, updated.documents, at=now)
+    try:
+        payload = link.adapter.to_referral(updated, delivery.referral)
+    except CannotRender as exc:
+        uow.log(
+            "referral.documents_not_forwarded",
+            level="warning",
+            referral_id=referral_id,
+            partner_id=event.partner_id,
+            why=exc.reason,
+        )
+        return
+    # The same referral again (a revision numbered by its document count): the partner
+    # deduplicates by reference and reads the new list; no second "delivered" is reported.
+    revision = len(updated.documents)
+    _send(uow, link, delivery.referral, payload=payload, kind="referral", number=revision)
+    uow.log(
+        "referral.documents_forwarded",
+        referral_id=referral_id,
+        partner_id=event.partner_id,
+        documents=list(event.documents),
+        missing_documents=list(event.missing_documents),
+    )
+
+
+@handles(PartnerAnswerReceived)
+async def report_partner_status(received: PartnerAnswerReceived, uow: Uow) -> None:
+    """A partner answered on its Kafka topic: tell referrals, or dead-letter an unknown one."""
+    applied = await apply_answer(
+        uow,
+        partner_id=received.partner_id,
+        read=ReadAnswer(answer=received.answer, unknown_fields=received.unknown_fields),
+        original=received.original,
+    )
+    if applied == "unknown_reference":
+        uow.dead_letter(
+            reason="unknown_reference",
+            error=f"no referral with this reference was sent to {received.partner_id}",
+        )
+
+
+Applied = Literal["applied", "unknown_reference"]
+
+
+async def apply_answer(
+    uow: Uow, *, partner_id: str, read: ReadAnswer, original: Original
+) -> Applied:
+    """A partner's answer (any transport): tell referrals, in the platform's words, and keep the
+    partner's original to dead-letter it if referrals refuses the report.
+
+    Field names the partner added are logged once per partner (names only, tolerant reader).
+    """
+    repo, answer = uow.repos, read.answer
+    new_names = repo.unknown_fields.first_seen(partner_id=partner_id, names=read.unknown_fields)
+    if new_names:
+        uow.log("partner.unknown_fields", partner_id=partner_id, fields=sorted(new_names))
+    delivery = await repo.delivery(answer.reference)
+    if delivery is None or not answers_for(delivery, partner_id=partner_id):
+        return "unknown_reference"
     uow.about_case(delivery.case_id, correlation_id=delivery.correlation_id)
     now = uow.now()
     report_id = uuid4()
     uow.emit(
-        PartnerStatusReported(
-            case_id=UUID(delivery.case_id),
-            referral_id=UUID(delivery.referral_id),
-            partner_id=partner_id,
-            status=answer.status,
-            outcome=answer.outcome,
-            reason=answer.reason,
-            missing_documents=answer.missing_documents,
-            reported_at=answer.reported_at,
-            received_at=now,
-            report_id=report_id,
-        ),
+        _status_reported(answer, delivery, report_id=report_id, now=now),
         topic=topics.PARTNER_REPORTS,
         key=delivery.case_id,
         detail=f"{partner_id} {answer.status}",
@@ -202,7 +314,7 @@ async def report_partner_status(received: PartnerAnswerReceived, uow: Uow) -> No
         report_id=str(report_id),
         referral_id=delivery.referral_id,
         partner_id=partner_id,
-        original=received.original,
+        original=original,
         at=now,
     )
     uow.log(
@@ -213,6 +325,24 @@ async def report_partner_status(received: PartnerAnswerReceived, uow: Uow) -> No
         outcome=answer.outcome,
         reason=answer.reason,
         delivery_status=delivery.status.value,
+    )
+    return "applied"
+
+
+def _status_reported(
+    answer: PartnerAnswer, delivery: Delivery, *, report_id: UUID, now: datetime
+) -> PartnerStatusReported:
+    return PartnerStatusReported(
+        case_id=UUID(delivery.case_id),
+        referral_id=UUID(delivery.referral_id),
+        partner_id=delivery.partner_id,
+        status=answer.status,
+        outcome=answer.outcome,
+        reason=answer.reason,
+        missing_documents=answer.missing_documents,
+        reported_at=answer.reported_at,
+        received_at=now,
+        report_id=report_id,
     )
 
 
@@ -285,12 +415,22 @@ async def partner_delivery_failed(data: DeliveryHook, outcome: Outcome, uow: Uow
 
 
 def _send(
-    uow: Uow, link: PartnerLink, referral: Referral, *, payload: bytes, kind: MessageKind
+    uow: Uow,
+    link: PartnerLink,
+    referral: Referral,
+    *,
+    payload: bytes,
+    kind: MessageKind,
+    number: int = 0,
 ) -> None:
     link.transport.send(
         uow,
         PartnerMessage(
-            partner_id=link.partner_id, kind=kind, key=referral.referral_id, payload=payload
+            partner_id=link.partner_id,
+            kind=kind,
+            key=referral.referral_id,
+            payload=payload,
+            number=number,
         ),
         hook=DeliveryHook(
             case_id=referral.case_id,

@@ -1,23 +1,38 @@
-"""Partner-gateways settings (environment variables prefixed `PIMMS_GATEWAYS_`)."""
+"""Partner-gateways settings (environment variables prefixed `PIMMS_GATEWAYS_`).
+
+The partner directory is the platform's one file, `PIMMS_PARTNER_DIRECTORY`, unless
+`PIMMS_GATEWAYS_PARTNER_DIRECTORY` overrides it for this service; the packaged one otherwise.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import ClassVar
 
-from pimms_contracts.partners import DEFAULT_DIRECTORY_PATH, load_directory
+from pimms_contracts.partners import DEFAULT_DIRECTORY_PATH, DIRECTORY_ENV, load_directory
 from pimms_servicekit.settings import ServiceSettings
-from pydantic import field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 
 class GatewaySettings(ServiceSettings):
-    """What the gateway needs: the shared settings and the partner directory file."""
+    """What the gateway needs: the shared settings, the partner directory, its watchers' pace."""
 
     model_config = SettingsConfigDict(env_prefix="PIMMS_GATEWAYS_", extra="ignore", frozen=True)
     service_name: ClassVar[str] = "partner-gateways"
 
-    partner_directory: Path = DEFAULT_DIRECTORY_PATH
+    partner_directory: Path = Field(
+        default=DEFAULT_DIRECTORY_PATH,
+        validation_alias=AliasChoices(
+            "PIMMS_GATEWAYS_PARTNER_DIRECTORY", DIRECTORY_ENV, "partner_directory"
+        ),
+    )
+    # How often the directory file and the partners' inbound folders are looked at.
+    directory_poll_interval_s: float = Field(default=2.0, gt=0)
+    inbound_poll_interval_s: float = Field(default=1.0, gt=0)
+    # The largest webhook body the gateway reads (a partner's answer is a few hundred bytes).
+    webhook_body_limit: int = Field(default=64 * 1024, ge=1024)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("partner_directory")
     @classmethod

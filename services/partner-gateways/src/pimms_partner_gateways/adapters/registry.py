@@ -2,14 +2,14 @@
 
 Adding a partner: its format module under adapters/, one line in `build_adapter`, its entry in the
 directory file, and its golden-file tests; a `mapped-json` partner needs only its directory entry.
-A partner whose format or transport has no plugin yet is known but unreachable: its referrals fail
+A partner whose format or transport has no plugin is known but unreachable: its referrals fail
 with `no_adapter` rather than being guessed.
 
-`FORMATS` is what the current wiring reaches (Kafka feeds in EDF's and La Poste's formats);
-`build_adapter` knows every format, and `PartnerNetwork(directory, adapter_for=build_adapter)`
-reaches them all once the file-drop and webhook transports are wired.
-A file-drop or webhook partner is reachable once its dispatcher (a `Destination` named
-`partner:<id>`) is registered: `PartnerNetwork(directory, dispatched={"sncf"})`.
+A Kafka partner is reached through its feed; a file-drop or webhook partner once its dispatcher
+(a `Destination` named `partner:<id>`) is registered: `PartnerNetwork(directory,
+dispatched={"sncf"})`.
+The gateway serves every format (`servable_adapter`), except partners with a document checklist
+while `REFERRALS_HOLDS_INCOMPLETE_FILES` is False (the one-line switch below).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pimms_contracts.partners import KafkaTransport, Partner, PartnerDirectory
+from pimms_contracts.partners import FileDropTransport, KafkaTransport, Partner, PartnerDirectory
 
 from pimms_partner_gateways.adapters import eau_grand_lyon, edf, la_poste, prefecture, sncf
 from pimms_partner_gateways.adapters.base import PartnerAdapter
@@ -47,11 +47,16 @@ def build_adapter(partner: Partner) -> PartnerAdapter | None:
     return FIXED_FORMATS.get(partner.format)
 
 
+# THE SWITCH: set to True once referrals holds incomplete files (specs/partners.md, prefecture-69:
+# "An incomplete file is not sent"). Until then a partner with a document checklist gets nothing,
+# its referrals fail with `no_adapter` and the mediator is told.
+REFERRALS_HOLDS_INCOMPLETE_FILES = False
+
+
 def servable_adapter(partner: Partner) -> PartnerAdapter | None:
-    """`build_adapter`, except for a partner with a document checklist: until referrals holds
-    incomplete files (specs/partners.md, prefecture-69), sending one would break the
-    partnership's first rule, so its referrals fail with `no_adapter` and the mediator is told."""
-    if partner.required_documents:
+    """`build_adapter`, except for a partner with a document checklist while referrals does not
+    hold incomplete files (`REFERRALS_HOLDS_INCOMPLETE_FILES`)."""
+    if partner.required_documents and not REFERRALS_HOLDS_INCOMPLETE_FILES:
         return None
     return build_adapter(partner)
 
@@ -111,6 +116,14 @@ class PartnerNetwork:
             return "no_adapter"
         return PartnerLink(partner=partner, adapter=adapter, transport=transport)
 
+    def adapter(self, partner_id: str) -> PartnerAdapter | None:
+        """The format plugin of a partner, if the gateway has one."""
+        return self._adapters.get(partner_id)
+
+    def partners_on(self, kind: str) -> list[Partner]:
+        """The directory's partners on a transport kind (`webhook`, `file_drop`, `kafka`)."""
+        return [p for p in self.directory.partners if p.transport.kind == kind]
+
     def kafka_partners(self) -> list[KafkaPartner]:
         """Partners on a Kafka feed with a format adapter: their topics are read and written."""
         found = []
@@ -134,5 +147,6 @@ def _transport(partner: Partner, *, dispatched: frozenset[str]) -> PartnerTransp
     if isinstance(transport, KafkaTransport):
         return KafkaFeed(topic=transport.referrals_topic)
     if partner.id in dispatched:
-        return DispatchedTransport(partner_id=partner.id, kind=transport.kind)
+        every = transport.export_every if isinstance(transport, FileDropTransport) else None
+        return DispatchedTransport(partner_id=partner.id, kind=transport.kind, export_every=every)
     return None

@@ -14,7 +14,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeDocumentsAdded
-from pimms_contracts.v1.lifecycle import ReferralCancelled, ReferralRequested
+from pimms_contracts.v1.lifecycle import (
+    ReferralCancelled,
+    ReferralDocumentsForwarded,
+    ReferralReminded,
+    ReferralRequested,
+)
 from pimms_servicekit.dead_letters import Original
 from pimms_servicekit.messages import headers_from_json, headers_to_json
 from pimms_servicekit.storage import storable_text
@@ -23,8 +28,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from pimms_partner_gateways.adapters.registry import PartnerNetwork
-from pimms_partner_gateways.adapters.tables import deliveries, dossiers, partner_reports
-from pimms_partner_gateways.domain.model import Delivery, DeliveryStatus, Dossier, Referral
+from pimms_partner_gateways.adapters.tables import (
+    deliveries,
+    dossiers,
+    partner_inputs,
+    partner_reports,
+)
+from pimms_partner_gateways.domain.model import (
+    Delivery,
+    DeliveryStatus,
+    Dossier,
+    Referral,
+    UnknownFieldNames,
+)
 from pimms_partner_gateways.transports.base import MessageKind
 from pimms_partner_gateways.transports.kafka_responses import PartnerAnswerReceived
 from pimms_partner_gateways.transports.refusals import ReportRefused
@@ -48,9 +64,16 @@ class PartnerReport:
 class GatewayRepos:
     """Dossiers, deliveries and partner reports of one unit of work, and the partner network."""
 
-    def __init__(self, session: AsyncSession, *, partners: PartnerNetwork) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        *,
+        partners: PartnerNetwork,
+        unknown_fields: UnknownFieldNames | None = None,
+    ) -> None:
         self.session = session
         self.partners = partners
+        self.unknown_fields = unknown_fields or UnknownFieldNames()
         self._dossiers: dict[str, Dossier | None] = {}
         self._deliveries: dict[str, Delivery | None] = {}
         self._reports: dict[str, PartnerReport | None] = {}
@@ -61,6 +84,8 @@ class GatewayRepos:
         self._delivery_changes: dict[str, dict[str, Any]] = {}
         self._new_reports: list[dict[str, Any]] = []
         self._dead_lettered_reports: list[dict[str, Any]] = []
+        self._inputs: dict[tuple[str, str], str | None] = {}
+        self._new_inputs: list[dict[str, Any]] = []
 
     # --- the batch ---
 
@@ -81,6 +106,9 @@ class GatewayRepos:
                     case_ids.add(str(payload.case_id))
                     referral_ids.add(str(payload.referral_id))
                 case ReferralCancelled():
+                    referral_ids.add(str(payload.referral_id))
+                case ReferralReminded() | ReferralDocumentsForwarded():
+                    case_ids.add(str(payload.case_id))
                     referral_ids.add(str(payload.referral_id))
                 case PartnerAnswerReceived():
                     referral_ids.add(payload.answer.reference)
@@ -119,6 +147,9 @@ class GatewayRepos:
         self._new_dossiers, self._documents = {}, {}
         self._new_deliveries, self._delivery_changes = {}, {}
         self._new_reports, self._dead_lettered_reports = [], []
+        if self._new_inputs:
+            await self.session.execute(insert(partner_inputs), self._new_inputs)
+            self._new_inputs = []
 
     # --- dossiers ---
 
@@ -219,6 +250,13 @@ class GatewayRepos:
         )
         self._change(referral.referral_id, stamps)
 
+    def record_reminder_sent(self, referral_id: str, *, number: int, at: datetime) -> None:
+        """Reminder `number` is in the outbox: it is not sent again."""
+        existing = self._deliveries.get(referral_id)
+        if existing is not None:
+            self._deliveries[referral_id] = dataclasses.replace(existing, reminders_sent=number)
+        self._change(referral_id, {"reminders_sent": number, "updated_at": at})
+
     def record_cancellation_sent(self, referral_id: str, *, at: datetime) -> None:
         """The partner's cancellation message is in the outbox."""
         self._change(referral_id, {"cancellation_sent_at": at, "updated_at": at})
@@ -306,6 +344,35 @@ class GatewayRepos:
             {"b_report_id": report.report_id, "dead_lettered_at": at}
         )
 
+    # --- what partners sent outside Kafka (webhook bodies, inbound file lines) ---
+
+    async def inputs_seen(self, partner_id: str, keys: Iterable[str]) -> dict[str, str]:
+        """The outcome recorded for each of these inputs already applied (one query)."""
+        keys = list(keys)
+        wanted = sorted({k for k in keys if (partner_id, k) not in self._inputs})
+        for chunk in _chunks(wanted):
+            rows = await self.session.execute(
+                select(partner_inputs.c.input_key, partner_inputs.c.outcome).where(
+                    partner_inputs.c.partner_id == partner_id,
+                    partner_inputs.c.input_key.in_(chunk),
+                )
+            )
+            self._inputs.update({(partner_id, r.input_key): r.outcome for r in rows})
+        for key in wanted:
+            self._inputs.setdefault((partner_id, key), None)
+        return {
+            key: outcome
+            for key in keys
+            if (outcome := self._inputs.get((partner_id, key))) is not None
+        }
+
+    def record_input(self, partner_id: str, key: str, *, outcome: str, at: datetime) -> None:
+        """This input is applied (or refused for good): never again."""
+        self._inputs[(partner_id, key)] = outcome
+        self._new_inputs.append(
+            {"partner_id": partner_id, "input_key": key, "outcome": outcome, "recorded_at": at}
+        )
+
     # --- loading ---
 
     async def _load_dossiers(self, case_ids: Iterable[str]) -> None:
@@ -327,6 +394,7 @@ class GatewayRepos:
                     deliveries.c.status,
                     deliveries.c.correlation_id,
                     deliveries.c.sent_at,
+                    deliveries.c.reminders_sent,
                 ).where(deliveries.c.referral_id.in_(chunk))
             )
             self._deliveries.update({r.referral_id: _delivery(r) for r in rows})
@@ -461,6 +529,7 @@ def _delivery(row: Any) -> Delivery:
         status=DeliveryStatus(row.status),
         correlation_id=row.correlation_id,
         sent_at=row.sent_at,
+        reminders_sent=row.reminders_sent or 0,
     )
 
 

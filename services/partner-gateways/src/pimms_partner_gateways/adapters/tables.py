@@ -62,6 +62,7 @@ deliveries = Table(
     Column("failed_at", UTCDateTime, nullable=True),
     Column("failure_reason", String(40), nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("reminders_sent", Integer, nullable=False, server_default="0"),
 )
 Index("ix_deliveries_case", deliveries.c.case_id)
 
@@ -81,4 +82,16 @@ partner_reports = Table(
     Column("headers", JSON, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     Column("dead_lettered_at", UTCDateTime, nullable=True),
+)
+
+# What came in from a partner outside Kafka, once: a webhook body (`webhook:<sha256>`), a line of an
+# inbound file (`file:<sha256 of the file>:<line>`). Recorded in the transaction that applies it,
+# so a restart halfway through a file applies each line once and a body sent twice counts once.
+partner_inputs = Table(
+    "partner_inputs",
+    metadata,
+    Column("partner_id", String(40), primary_key=True),
+    Column("input_key", String(120), primary_key=True),
+    Column("outcome", String(30), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
 )

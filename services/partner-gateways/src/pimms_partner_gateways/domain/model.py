@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -97,6 +97,7 @@ class Delivery:
     status: DeliveryStatus
     correlation_id: str
     sent_at: datetime | None
+    reminders_sent: int = 0
 
     @property
     def reached_partner(self) -> bool:
@@ -129,6 +130,29 @@ def decide_cancellation(existing: Delivery | None) -> CancellationDecision:
     if existing is not None and existing.reached_partner:
         return "tell_partner"
     return "withdraw_unsent"
+
+
+FollowUpDecision = Literal["send", "not_sent", "no_longer_open", "already_sent"]
+
+
+def decide_follow_up(
+    delivery: Delivery | None, *, partner_id: str, reminder: int = 0
+) -> FollowUpDecision:
+    """A reminder (or the file again with more documents) goes only to a partner that holds the
+    referral, while it is open; a reminder number already sent is not sent twice."""
+    if delivery is None or delivery.partner_id != partner_id or not delivery.reached_partner:
+        return "not_sent"
+    if delivery.status in (DeliveryStatus.CANCELLED, DeliveryStatus.FAILED):
+        return "no_longer_open"
+    if reminder and reminder <= delivery.reminders_sent:
+        return "already_sent"
+    return "send"
+
+
+def with_documents(dossier: Dossier, added: tuple[str, ...]) -> Dossier:
+    """The dossier with `added` documents too (in order, each once)."""
+    documents = tuple(dict.fromkeys((*dossier.documents, *added)))
+    return dossier if documents == dossier.documents else replace(dossier, documents=documents)
 
 
 def answers_for(delivery: Delivery | None, *, partner_id: str) -> bool:

@@ -27,11 +27,13 @@ class PartnerMessage:
     kind: MessageKind
     key: str  # the referral reference: the partner's message key
     payload: bytes
+    number: int = 0  # a reminder's number; a referral sent again (more documents): its revision
 
     @property
     def idempotency_key(self) -> str:
-        """What the receiver may deduplicate on (a referral is sent once, its cancellation too)."""
-        return f"{self.key}:{self.kind}"
+        """What the receiver may deduplicate on: `<reference>:<kind>[:<number>]`."""
+        base = f"{self.key}:{self.kind}"
+        return f"{base}:{self.number}" if self.number else base
 
     @property
     def event_type(self) -> str:
@@ -46,6 +48,10 @@ class PartnerMessage:
 
 class Postbox(Protocol):
     """What a transport may do: queue bytes that leave after the commit (the unit of work)."""
+
+    def now(self) -> datetime:
+        """The platform time."""
+        ...
 
     def publish(
         self,
@@ -86,3 +92,16 @@ class PartnerTransport(Protocol):
     def send(self, postbox: Postbox, message: PartnerMessage, *, hook: Hook) -> None:
         """Queue `message` for the partner; `hook` runs when it is delivered (or failed)."""
         ...
+
+
+def parse_idempotency_key(key: str) -> tuple[str, MessageKind, int]:
+    """(reference, kind, number) of a `PartnerMessage.idempotency_key`."""
+    parts = key.split(":")
+    number = 0
+    if len(parts) >= 3 and parts[-1].isdigit():
+        number = int(parts.pop())
+    kind = parts.pop() if len(parts) >= 2 else "referral"
+    if kind not in ("referral", "cancellation", "reminder"):
+        raise ValueError("not a partner message key")
+    reference = ":".join(parts)
+    return reference, kind, number  # type: ignore[return-value]

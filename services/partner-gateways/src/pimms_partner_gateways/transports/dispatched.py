@@ -8,6 +8,7 @@ with its own policy, and the same delivery hook runs: delivered, or failed for g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pimms_servicekit.hooks import Hook
@@ -27,12 +28,25 @@ def destination_partner(name: str) -> str | None:
     return name.removeprefix(DESTINATION_PREFIX) if name.startswith(DESTINATION_PREFIX) else None
 
 
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def export_slot(now: datetime, *, every: timedelta) -> datetime:
+    """The next export time after `now`: exports happen on multiples of `every` (platform time)."""
+    step = every.total_seconds()
+    if step <= 0:
+        return now
+    elapsed = (now - _EPOCH).total_seconds()
+    return _EPOCH + timedelta(seconds=(elapsed // step + 1) * step)
+
+
 @dataclass(frozen=True)
 class DispatchedTransport:
-    """A partner reached through its dispatcher."""
+    """A partner reached through its dispatcher (a file drop's lines wait for the next export)."""
 
     partner_id: str
     kind: Literal["file_drop", "webhook"]
+    export_every: timedelta | None = None
 
     def send(self, postbox: Postbox, message: PartnerMessage, *, hook: Hook) -> None:
         """Queue the payload as an effect for the partner's destination."""
@@ -42,4 +56,9 @@ class DispatchedTransport:
             payload=message.payload,
             detail=message.detail,
             hook=hook,
+            not_before=(
+                export_slot(postbox.now(), every=self.export_every)
+                if self.export_every is not None
+                else None
+            ),
         )

@@ -25,6 +25,7 @@ class PartnerAnswerReceived:
     partner_id: str
     answer: PartnerAnswer
     original: Original
+    unknown_fields: frozenset[str] = frozenset()
 
 
 class PartnerResponsesDecoder:
@@ -36,11 +37,13 @@ class PartnerResponsesDecoder:
 
     def __call__(self, incoming: Incoming) -> Decoded[PartnerAnswerReceived]:
         """The partner's answer (BadPartnerMessage if it cannot be read)."""
+        read = self.adapter.read_response(incoming.value)
         return Decoded(
             payload=PartnerAnswerReceived(
                 partner_id=self.partner_id,
-                answer=self.adapter.from_response(incoming.value),
+                answer=read.answer,
                 original=original_of(incoming),
+                unknown_fields=read.unknown_fields,
             ),
             event_type=f"partner.{self.partner_id}.response",
         )
