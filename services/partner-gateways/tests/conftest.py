@@ -41,6 +41,7 @@ def _case_opened(
     email_consent: bool = False,
     submitted_at: str = "2026-11-27T09:30:00+01:00",
     mediator_id: str = "m-042",
+    documents: tuple[str, ...] = ("id_card", "last_bill"),
 ) -> IntakeCaseOpened:
     """IntakeCaseOpened for the example need of specs/front-office.md, as intake shares it."""
     data: dict[str, Any] = {
@@ -65,7 +66,7 @@ def _case_opened(
             category=category,  # type: ignore[arg-type]
             summary=summary or SUMMARIES.get(category, "Besoin d'aide"),
             urgency=urgency,  # type: ignore[arg-type]
-            documents=("id_card", "last_bill"),
+            documents=documents,
         ).model_dump(),
     }
     return IntakeCaseOpened.model_validate(data, strict=False)

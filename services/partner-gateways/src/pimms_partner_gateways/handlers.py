@@ -77,6 +77,8 @@ async def update_documents(event: IntakeDocumentsAdded, uow: Uow) -> None:
     """The visitor brought more documents: the dossier holds the whole set now."""
     if await uow.repos.set_documents(str(event.case_id), tuple(event.documents), at=uow.now()):
         uow.log("dossier.documents_updated", documents=list(event.documents))
+        # A checklist partner's referral may have arrived first and waits for these documents.
+        await uow.release(key=str(event.case_id))
     else:
         uow.log("dossier.unknown", level="warning", case_reference=event.case_reference)
 
@@ -91,7 +93,10 @@ async def request_referral(event: ReferralRequested, uow: Uow) -> None:
     uow.alias(referral.referral_id)
     existing = await repo.delivery(referral.referral_id)
     dossier = await repo.dossier(referral.case_id)
-    decision = decide_request(existing, has_dossier=dossier is not None)
+    partner = repo.partners.directory.get(referral.partner_id)
+    required = partner.required_documents if partner is not None else ()
+    lacking = dossier is not None and any(d not in dossier.documents for d in required)
+    decision = decide_request(existing, has_dossier=dossier is not None, lacks_documents=lacking)
     if decision == "already_handled":
         assert existing is not None
         uow.log(
@@ -107,6 +112,12 @@ async def request_referral(event: ReferralRequested, uow: Uow) -> None:
             referral, DeliveryStatus.REQUESTED, correlation_id=uow.correlation_id, at=now
         )
         await uow.park(key=referral.case_id, reason="waiting for the dossier")
+        return
+    if decision == "wait_for_documents":
+        await repo.record(
+            referral, DeliveryStatus.REQUESTED, correlation_id=uow.correlation_id, at=now
+        )
+        await uow.park(key=referral.case_id, reason="waiting for the documents")
         return
     assert dossier is not None
     link = repo.partners.reach(referral.partner_id)

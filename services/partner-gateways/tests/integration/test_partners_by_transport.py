@@ -17,7 +17,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pimms_contracts import topics
 from pimms_contracts.base import Event
 from pimms_contracts.partners import DEFAULT_DIRECTORY_PATH
-from pimms_contracts.v1.internal import IntakeCaseOpened
+from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeDocumentsAdded
 from pimms_contracts.v1.lifecycle import ReferralDocumentsForwarded, ReferralReminded
 from pimms_partner_gateways.adapters import registry
 from pimms_partner_gateways.adapters.eau_grand_lyon import ENCODING
@@ -634,7 +634,38 @@ async def test_orange_gets_its_mapped_referral_and_its_answers_are_read(
     assert [(e["partner_id"], e["fields"]) for e in unknown] == [("orange", ["canal"])]
 
 
-# --- the prefecture, once referrals holds incomplete files ---
+# --- the prefecture, now that referrals holds incomplete files ---
+
+COMPLETE_FILE = (
+    "id_card",
+    "birth_certificate",
+    "proof_of_address",
+    "tax_notices",
+    "language_diploma",
+)
+
+
+async def test_a_released_file_waits_for_its_documents_to_reach_the_dossier(
+    harness: Harness, case_opened: Callable[..., IntakeCaseOpened], referral_requested: Any
+) -> None:
+    """Referrals releases a naturalisation file once its documents came; the gateway may hear
+    of the release before the dossier hears of the documents (two topics): it waits."""
+    case = case_opened(category="naturalisation", documents=("id_card",))
+    await harness.publish(topics.INTAKE_CASES, case, key=str(case.case_id))
+    requested = referral_requested(case, "prefecture-69")
+    await harness.publish(topics.CASES, requested, key=str(case.case_id))
+    assert harness.of(PREFECTURE_FEED) == []
+    added = IntakeDocumentsAdded(
+        case_id=case.case_id,
+        case_reference=case.case_reference,
+        added=COMPLETE_FILE[1:],
+        documents=COMPLETE_FILE,
+        added_at=NOW,
+    )
+    await harness.publish(topics.INTAKE_CASES, added, key=str(case.case_id))
+    [sent] = harness.of(PREFECTURE_FEED)
+    assert sent.json["piecesFournies"] == list(COMPLETE_FILE)
+    assert sent.json["complet"] is True
 
 
 async def test_forwarded_documents_send_the_prefecture_its_file_again(
@@ -648,7 +679,7 @@ async def test_forwarded_documents_send_the_prefecture_its_file_again(
     platform, runtime = await _harness(tmp_path, database_url, FakeEndpoint())
     async with TestKafkaBroker(runtime.broker) as test_broker:
         platform.broker = test_broker
-        case = case_opened(category="naturalisation")
+        case = case_opened(category="naturalisation", documents=COMPLETE_FILE)
         referral_id = await send_referral(platform, case, "prefecture-69", referral_requested)
         from uuid import UUID
 
@@ -659,19 +690,15 @@ async def test_forwarded_documents_send_the_prefecture_its_file_again(
             occurred_at=NOW,
             referral_id=UUID(referral_id),
             partner_id="prefecture-69",
-            documents=("birth_certificate", "tax_notices"),
-            missing_documents=("proof_of_address",),
+            documents=("marriage_certificate", "work_contract"),
+            missing_documents=("payslips",),
         )
         await platform.publish(topics.CASES, forwarded, key=str(case.case_id))
     await runtime.database.dispose()
     first, again = platform.of(PREFECTURE_FEED)
-    assert first.json["piecesFournies"] == ["id_card", "last_bill"]
-    assert again.json["piecesFournies"] == [
-        "id_card",
-        "last_bill",
-        "birth_certificate",
-        "tax_notices",
-    ]
+    assert first.json["piecesFournies"] == list(COMPLETE_FILE)
+    assert first.json["complet"] is True
+    assert again.json["piecesFournies"] == [*COMPLETE_FILE, "marriage_certificate", "work_contract"]
     assert again.key == referral_id
     assert [r["kind"] for r in platform.reports("delivered")] == ["referral"]
 

@@ -284,7 +284,6 @@ async def test_documents_added_before_the_referral_are_taken_into_account(
 @pytest.mark.parametrize(
     ("partner_id", "reason"),
     [
-        ("prefecture-69", "no_adapter"),  # until referrals holds incomplete files
         ("acme", "unknown_partner"),
         ("edf", "unsupported_category"),  # EDF's format has no motif for naturalisation
     ],
@@ -615,10 +614,10 @@ async def test_a_referral_that_could_not_be_delivered_is_cancelled_silently(
     referral_cancelled: Any,
 ) -> None:
     case = case_opened(category="naturalisation")
-    requested = referral_requested(case, "prefecture-69")
+    requested = referral_requested(case, "acme")  # no such partner: delivery failed
     await open_case(gateway, case)
     await request(gateway, requested)
-    await request(gateway, referral_cancelled(case, "prefecture-69", str(requested.referral_id)))
+    await request(gateway, referral_cancelled(case, "acme", str(requested.referral_id)))
     assert [s.ce_type for s in gateway.seen] == ["fr.pimms.gateway.delivery_failed.v1"]
 
 

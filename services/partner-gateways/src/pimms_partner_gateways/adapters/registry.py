@@ -50,7 +50,7 @@ def build_adapter(partner: Partner) -> PartnerAdapter | None:
 # THE SWITCH: set to True once referrals holds incomplete files (specs/partners.md, prefecture-69:
 # "An incomplete file is not sent"). Until then a partner with a document checklist gets nothing,
 # its referrals fail with `no_adapter` and the mediator is told.
-REFERRALS_HOLDS_INCOMPLETE_FILES = False
+REFERRALS_HOLDS_INCOMPLETE_FILES = True
 
 
 def servable_adapter(partner: Partner) -> PartnerAdapter | None:

@@ -112,15 +112,21 @@ class Delivery:
         )
 
 
-RequestDecision = Literal["send", "wait_for_dossier", "already_handled"]
+RequestDecision = Literal["send", "wait_for_dossier", "already_handled", "wait_for_documents"]
 CancellationDecision = Literal["tell_partner", "withdraw_unsent", "already_cancelled"]
 
 
-def decide_request(existing: Delivery | None, *, has_dossier: bool) -> RequestDecision:
-    """A referral is sent once: never again, even replayed, and not before its dossier is here."""
+def decide_request(
+    existing: Delivery | None, *, has_dossier: bool, lacks_documents: bool = False
+) -> RequestDecision:
+    """A referral is sent once: never again, even replayed, and not before its dossier is here
+    with every document the partner's checklist requires (referrals released it because the
+    documents came; the dossier hears of them on another topic, perhaps a little later)."""
     if existing is not None and existing.status is not DeliveryStatus.REQUESTED:
         return "already_handled"
-    return "send" if has_dossier else "wait_for_dossier"
+    if not has_dossier:
+        return "wait_for_dossier"
+    return "wait_for_documents" if lacks_documents else "send"
 
 
 def decide_cancellation(existing: Delivery | None) -> CancellationDecision:
