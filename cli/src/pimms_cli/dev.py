@@ -63,7 +63,7 @@ async def run_dev(
     ready = False
     try:
         await platform.start()
-        await platform.wait_ready()
+        await platform.wait_ready(timeout=180)  # a busy machine imports slowly
         ready = True
         for line in platform.describe_ports():
             print(line, flush=True)

@@ -123,7 +123,7 @@ def dev(kafka: KafkaEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Itera
     running = Dev(process=process, env=env, data_dir=data_dir, ports=ports)
     threading.Thread(target=running.read, daemon=True).start()
     try:
-        running.wait_for(r"^platform ready", timeout=150)
+        running.wait_for(r"^platform ready", timeout=240)
         yield running
     finally:
         if process.poll() is None:
