@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -37,6 +38,19 @@ def partitions_read(service: str) -> int:
         and "kafka" in doc["channels"][op["channel"]["$ref"].rsplit("/", 1)[1]].get("bindings", {})
     ]
     return 4 * len(kafka_reads)
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (the service instances of a `pimms dev`)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 async def _partitions(port: int) -> int:
@@ -100,9 +114,16 @@ async def test_two_instances_of_each_service_share_its_consumer_group_and_stop_d
             else:
                 pytest.fail(f"partitions never shared by both instances of each service: {shares}")
         finally:
+            services = children(process.pid)
             if process.returncode is None:
                 process.send_signal(signal.SIGINT)
-            rest, _ = await asyncio.wait_for(process.communicate(), timeout=180)
+            try:
+                rest, _ = await asyncio.wait_for(process.communicate(), timeout=180)
+            except TimeoutError:
+                for pid in [process.pid, *services]:  # never leave services behind
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                raise
             lines += rest.decode().splitlines()
     printed = [line for line in lines if "| {" not in line]
     assert process.returncode == 0, "\n".join(printed[-30:])
