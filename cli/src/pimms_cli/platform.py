@@ -24,6 +24,7 @@ from pimms_contracts.partners import load_directory
 from pimms_contracts.topics import platform_topics
 from pimms_servicekit.health import heartbeat_path, is_alive
 from pimms_servicekit.kafka import broker_reachable, ensure_topics
+from pimms_servicekit.settings import HTTP_PORTS
 from pimms_servicekit.tansu import TansuBroker, free_port, port_open
 
 from pimms_cli.config import (
@@ -132,6 +133,13 @@ class Platform:
             for spec in self.services:
                 for name in self.instance_names(spec):
                     self._ports[name] = free_port()
+        else:
+            # A default port someone else holds (another platform here): take a free one.
+            for spec in self.services:
+                default = HTTP_PORTS.get(spec.name)
+                chosen = spec.http_port_env in os.environ or spec.http_port_env in self.extra_env
+                if default and not chosen and port_open(HTTP_HOST, default):
+                    self._ports[spec.name] = free_port()
         for spec in self.services:
             for number, name in enumerate(self.instance_names(spec), start=1):
                 await self._spawn(spec, name=name, number=number)
