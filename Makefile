@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PKGS := contracts/src libs/servicekit/src services/intake/src services/referrals/src \
         services/partner-gateways/src services/notifications/src services/reporting/src cli/src
 
-.PHONY: demo dev test install lint typecheck imports schemas unit integration e2e bench clean uv
+.PHONY: demo dev test install lint typecheck imports schemas asyncapi docs unit integration e2e bench clean uv
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -42,6 +42,14 @@ imports:
 ## Re-export contracts/schemas after a (non-breaking) contract change.
 schemas: install
 	$(UV) run python -m pimms_contracts.schemas export
+
+## Re-generate each service's AsyncAPI document (contracts/asyncapi/) from its code.
+asyncapi: install
+	$(UV) run python -m tools.asyncapi export
+
+## Serve the AsyncAPI documents on http://127.0.0.1:8780/.
+docs: install
+	$(UV) run pimms docs
 
 unit: install
 	$(UV) run pytest -q -m "not integration and not e2e"

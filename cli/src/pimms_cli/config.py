@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,13 @@ class ServiceSpec:
             return configured
         return f"sqlite+aiosqlite:///{(data_dir / f'{self.name}.db').resolve()}"
 
+    @property
+    def http_port_env(self) -> str:
+        """The variable that fixes the service's HTTP port (health, metrics, its endpoints)."""
+        return f"{self.env_prefix}HTTP_PORT"
 
+
+# The services a case goes through (trace reads their databases).
 SERVICES = (
     ServiceSpec("intake", "pimms_intake", "PIMMS_INTAKE_"),
     ServiceSpec("referrals", "pimms_referrals", "PIMMS_REFERRALS_"),
@@ -30,7 +37,21 @@ SERVICES = (
     ServiceSpec("notifications", "pimms_notifications", "PIMMS_NOTIFICATIONS_"),
 )
 
+# Services `pimms dev` also runs when their package is installed.
+OPTIONAL_SERVICES = (ServiceSpec("reporting", "pimms_reporting", "PIMMS_REPORTING_"),)
+
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+def platform_services() -> tuple[ServiceSpec, ...]:
+    """Every service `pimms dev` runs: the case services, then the optional ones installed."""
+    installed = tuple(s for s in OPTIONAL_SERVICES if importlib.util.find_spec(s.module))
+    return SERVICES + installed
+
+
+def is_postgresql(url: str) -> bool:
+    """True for a PostgreSQL SQLAlchemy URL (several instances of a service can share it)."""
+    return url.split(":", 1)[0].split("+", 1)[0] in {"postgresql", "postgres"}
 
 
 def data_dir() -> Path:

@@ -1,4 +1,4 @@
-"""The `pimms` command: dev, demo, trace, logs, dead-letters, report."""
+"""The `pimms` command: dev, demo, trace, logs, dead-letters, docs, report."""
 
 from __future__ import annotations
 
@@ -6,23 +6,19 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from pimms_servicekit.logging import configure_logging
-
-from pimms_cli.config import configured_bootstrap, data_dir
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="pimms", description="The PIMMS referral platform.")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "dev",
-        help="run the platform here (embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set)",
-    )
+    _dev_command(commands)
+    docs = commands.add_parser("docs", help="serve the AsyncAPI documents on a local port")
+    docs.add_argument("--port", type=int, default=8780, help="0: any free port (default 8780)")
     demo = commands.add_parser("demo", help="play a morning at a PIMMS site and check every case")
     demo.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the cases")
     trace = commands.add_parser("trace", help="the timeline of one case across the services")
@@ -41,7 +37,22 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     if args.command == "dev":
-        raise SystemExit(asyncio.run(run_dev()))
+        from pimms_cli.dev import run_dev
+
+        raise SystemExit(
+            asyncio.run(
+                run_dev(
+                    instances=args.instances,
+                    time_scale=args.time_scale,
+                    time_start=args.time_start,
+                    drain_timeout=args.drain_timeout,
+                )
+            )
+        )
+    if args.command == "docs":
+        from pimms_cli.docs import run_docs
+
+        raise SystemExit(run_docs(port=args.port))
     if args.command == "demo":
         from pimms_cli.demo import run_demo
 
@@ -88,6 +99,18 @@ def _report_command(commands: Any) -> None:
     )
 
 
+def _dev_command(commands: Any) -> None:
+    dev = commands.add_parser(
+        "dev", help="run the platform here (embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set)"
+    )
+    dev.add_argument("--instances", type=int, default=1, help="instances of each service")
+    dev.add_argument("--time-scale", type=float, help="platform time runs N times faster")
+    dev.add_argument("--time-start", help="platform time at start, ISO-8601 with offset")
+    dev.add_argument(
+        "--drain-timeout", type=float, default=15.0, help="seconds to drain at Ctrl-C (15)"
+    )
+
+
 def _dead_letter_commands(commands: Any) -> None:
     group = commands.add_parser("dead-letters", help="read, show and replay dead letters")
     actions = group.add_subparsers(dest="action", required=True)
@@ -115,34 +138,6 @@ async def _run_dead_letters(args: argparse.Namespace) -> int:
     if args.action == "show":
         return await dlt.run_show(args.id)
     return await dlt.run_replay(args.ids, topic=args.topic, reason=args.reason, again=args.again)
-
-
-async def run_dev() -> int:
-    """Run until Ctrl-C or SIGTERM, then stop everything cleanly."""
-    from pimms_cli.platform import Platform
-
-    platform = Platform(data_dir=data_dir(), bootstrap=configured_bootstrap())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await platform.start()
-        await platform.wait_ready()
-        print(
-            f"platform ready: Kafka at {platform.bootstrap_servers}, data in {platform.data_dir}; "
-            "Ctrl-C stops it",
-            flush=True,
-        )
-        supervisor = asyncio.create_task(platform.supervise())
-        await stop.wait()
-        supervisor.cancel()
-    except RuntimeError as exc:
-        print(f"pimms dev: {exc}", file=sys.stderr, flush=True)
-        return 1
-    finally:
-        await platform.stop()
-    return 0
 
 
 if __name__ == "__main__":
