@@ -266,6 +266,8 @@ class Platform:
     def service_env(self, spec: ServiceSpec, *, name: str | None = None) -> dict[str, str]:
         """The environment of one service process."""
         env = dict(os.environ)
+        # Services start from cached bytecode (with it off, each start compiles every module).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update(self.extra_env)
         env.update(
             PIMMS_DATA_DIR=str(self.data_dir.resolve()),
