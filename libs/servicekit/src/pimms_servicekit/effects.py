@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -207,22 +208,32 @@ class EffectDispatcher:
     async def run(self) -> None:
         """Deliver due effects until cancelled."""
         delay = self.poll_interval
+        outage_since: float | None = None  # an outage is logged when it starts and when it ends
         while True:
             try:
                 count = await self.deliver_due()
                 delay = self.poll_interval
+                if outage_since is not None:
+                    log.info(
+                        "effects.dispatch_recovered",
+                        destination=self.name,
+                        stalled_s=round(time.monotonic() - outage_since, 1),
+                    )
+                    outage_since = None
                 if count:
                     continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning(
-                    "effects.dispatch_failed",
-                    destination=self.name,
-                    error=type(exc).__name__,
-                    detail=scrub_text(str(exc))[:300],
-                    retry_in_s=round(delay, 2),
-                )
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.warning(
+                        "effects.dispatch_failed",
+                        destination=self.name,
+                        error=type(exc).__name__,
+                        detail=scrub_text(str(exc))[:300],
+                        retry_in_s=round(delay, 2),
+                    )
                 delay = min(delay * 2, 10.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
