@@ -241,7 +241,9 @@ class Audit:
         )
 
 
-def audit(watcher: Watcher, needs: Sequence[dict[str, Any]], *, db_referrals: int) -> Audit:
+def audit(
+    watcher: Watcher, needs: Sequence[dict[str, Any]], *, db_referrals: Sequence[str] | None
+) -> Audit:
     """Count cases, referrals, notifications and dead letters for `needs`."""
     ours = {n["submission_id"] for n in needs}
     problems: list[str] = []
@@ -298,8 +300,11 @@ def audit(watcher: Watcher, needs: Sequence[dict[str, Any]], *, db_referrals: in
     ):
         if missing:
             problems.append(f"{len(missing)} {what}")
-    if db_referrals >= 0 and db_referrals != len(cases):
-        problems.append(f"{db_referrals} referral rows for {len(cases)} cases")
+    if db_referrals is not None:
+        stored = [c for c in db_referrals if c in cases]
+        if len(stored) != len(cases) or set(stored) != cases:
+            problems.append(f"{len(stored)} referral rows for {len(cases)} cases")
+            duplicated += max(len(stored) - len(set(stored)), 0)
     dead = sum(len(watcher.of(topics.dead_letters(t))) for t in INBOUND)
     return Audit(
         sent=len(ours),
@@ -316,7 +321,7 @@ def audit(watcher: Watcher, needs: Sequence[dict[str, Any]], *, db_referrals: in
 
 def complete(watcher: Watcher, needs: Sequence[dict[str, Any]]) -> bool:
     """Every need has its case closed and the mediator told."""
-    return audit(watcher, needs, db_referrals=-1).problems == []
+    return audit(watcher, needs, db_referrals=None).problems == []
 
 
 def longest_gap(arrivals: Sequence[float], *, since: float, until: float) -> float:
@@ -325,15 +330,16 @@ def longest_gap(arrivals: Sequence[float], *, since: float, until: float) -> flo
     return max(b - a for a, b in itertools.pairwise(points))
 
 
-async def referral_rows(platform: Platform) -> int:
-    """How many referrals the referrals service stored (its own database)."""
+async def referral_rows(platform: Platform) -> list[str]:
+    """The case id of every referral the referrals service stored (its own database)."""
     url = platform.database_urls.get("referrals") or (
         f"sqlite+aiosqlite:///{platform.data_dir / 'referrals.db'}"
     )
     engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
-            return int((await connection.execute(text("SELECT count(*) FROM referrals"))).scalar())
+            rows = await connection.execute(text("SELECT case_id FROM referrals"))
+            return [str(r[0]) for r in rows]
     finally:
         await engine.dispose()
 
@@ -354,19 +360,19 @@ async def drive(
     needs: Sequence[dict[str, Any]],
     *,
     timeout: float,
-    done: Callable[[], bool] | None = None,
+    pending: Callable[[], list[str]] = list,
 ) -> None:
-    """Let the partners answer until every need is closed (and `done()`), or fail."""
+    """Let the partners answer until every need is closed and nothing is `pending()`, or fail."""
     partners = Partners(platform.bootstrap_servers, watcher)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         await watcher.poll()
         await partners.answer_new()
-        if complete(watcher, needs) and (done is None or done()):
+        if complete(watcher, needs) and not pending():
             return
         await asyncio.sleep(0.3)
-    found = audit(watcher, needs, db_referrals=-1)
-    raise AssertionError(f"not done after {timeout:.0f}s: {found.problems}")
+    found = audit(watcher, needs, db_referrals=None)
+    raise AssertionError(f"not done after {timeout:.0f}s: {found.problems + pending()}")
 
 
 async def answering(platform: Platform, watcher: Watcher, stop: asyncio.Event) -> None:

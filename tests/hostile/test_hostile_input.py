@@ -8,6 +8,7 @@ the valid needs reach their partners and close, nothing stalls, every service st
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from contextlib import AsyncExitStack
@@ -54,8 +55,8 @@ async def test_hostile_input_is_answered_and_nothing_stalls(
             platform,
             watcher,
             needs,
-            timeout=240,
-            done=lambda: not unanswered(hostiles, watcher.records),
+            timeout=float(os.environ.get("PIMMS_HOSTILE_TIMEOUT_S", "240")),
+            pending=lambda: unanswered(hostiles, watcher.records),
         )
         took = time.monotonic() - started
         found = audit(watcher, needs, db_referrals=await referral_rows(platform))
