@@ -23,7 +23,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from glob import glob
 from pathlib import Path
@@ -70,6 +70,8 @@ class Watcher(TopicWatcher):
     def __init__(self, bootstrap_servers: str, names: Sequence[str]) -> None:
         super().__init__(bootstrap_servers, names)
         self.arrivals: list[float] = []
+        self.answered: set[str] = set()  # referrals the partners answered (whoever drives them)
+        self.answered_upto = 0
         self.raw_keys: dict[tuple[str, int, int], bytes | None] = {}
 
     async def poll(self) -> None:
@@ -188,19 +190,17 @@ class Partners:
 
     bootstrap: str
     watcher: Watcher
-    answered: set[str] = field(default_factory=set)
-    seen: int = 0
 
     async def answer_new(self) -> int:
         """Answer the referrals that arrived since the last call; return how many."""
         records = self.watcher.records
         messages = []
-        for record in records[self.seen :]:
+        for record in records[self.watcher.answered_upto :]:
             found = referral_on_feed(record)
-            if found is None or found[1] in self.answered:
+            if found is None or found[1] in self.watcher.answered:
                 continue
             _, reference = found
-            self.answered.add(reference)
+            self.watcher.answered.add(reference)
             if record.topic == EDF_FEED:
                 messages += [
                     (EDF_ANSWERS, reference.encode(), a, []) for a in edf_answers(reference)
@@ -210,7 +210,7 @@ class Partners:
                     (LA_POSTE_ANSWERS, reference.encode(), a, [])
                     for a in la_poste_answers(reference)
                 ]
-        self.seen = len(records)
+        self.watcher.answered_upto = len(records)
         if messages:
             await produce(self.bootstrap, messages)
         return len(messages) // 2
@@ -305,7 +305,14 @@ def audit(
         if len(stored) != len(cases) or set(stored) != cases:
             problems.append(f"{len(stored)} referral rows for {len(cases)} cases")
             duplicated += max(len(stored) - len(set(stored)), 0)
-    dead = sum(len(watcher.of(topics.dead_letters(t))) for t in INBOUND)
+    dead_records = [r for t in INBOUND for r in watcher.of(topics.dead_letters(t))]
+    dead = len(dead_records)
+    unexpected: dict[str, int] = defaultdict(int)
+    for r in dead_records:
+        if HOSTILE not in r.headers:
+            unexpected[f"{r.topic}:{r.headers.get('pimms_dlt_reason')}"] += 1
+    if unexpected:
+        problems.append(f"dead letters of valid traffic: {dict(unexpected)}")
     return Audit(
         sent=len(ours),
         cases=len(cases),
@@ -394,8 +401,10 @@ async def platform_running(
     env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[Platform, Watcher]]:
     """The four services as processes (supervised: a dead one is started again) and a watcher."""
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    os.environ.update(env or {})
+    # Any free HTTP port: other platforms may run on this machine at the same time.
+    env = {**{f"{spec.env_prefix}HTTP_PORT": str(free_port()) for spec in SERVICES}, **(env or {})}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     platform = Platform(
         data_dir=data_dir,
         bootstrap=bootstrap,
