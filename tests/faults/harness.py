@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -532,22 +532,25 @@ def thaw(pid: int) -> None:
     os.killpg(pid, signal.SIGCONT)
 
 
-def log_lines_between(data_dir: Path, since: float, until: float) -> dict[str, int]:
-    """Lines each service logged while a fault lasted (wall-clock seconds since the epoch)."""
-    counts: dict[str, int] = {}
+def log_lines_between(data_dir: Path, since: float, until: float) -> dict[str, Counter[str]]:
+    """Per service, the warning and error lines (and non-JSON lines, tracebacks) logged between
+    two wall-clock times, counted by event: the noise a fault makes."""
+    noise: dict[str, Counter[str]] = {}
     for spec in SERVICES:
         path = data_dir / "logs" / f"{spec.name}.log"
-        n = 0
+        found: Counter[str] = Counter()
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                stamp = json.loads(line).get("ts")
+                event = json.loads(line)
             except ValueError:
-                n += 1  # a non-JSON line (a traceback) counts, it is noise
+                found["<not JSON>"] += 1
                 continue
-            if stamp and since <= _epoch(stamp) <= until:
-                n += 1
-        counts[spec.name] = n
-    return counts
+            stamp = event.get("ts")
+            loud = event.get("level") in {"warning", "error", "critical"}
+            if loud and stamp and since <= _epoch(stamp) <= until:
+                found[str(event.get("event", ""))[:80]] += 1
+        noise[spec.name] = found
+    return noise
 
 
 def _epoch(stamp: str) -> float:

@@ -14,7 +14,8 @@ with the right reason; every service is alive. Each prints its counts and the lo
 pipeline (no output while work was pending) after the fault ended. Outages must stay quiet (a few
 log lines per service) and idle (no busy loop).
 
-`PIMMS_FAULT_NEEDS` sets the valid needs per scenario (default 300; the issue's full run: 2000).
+`PIMMS_FAULT_NEEDS` sets the valid needs per scenario (default 80, to keep the suite near 8 minutes
+on 2 cores; the issue asks 2,000 for a full run).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from pimms_contracts.examples import need_submitted
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e, pytest.mark.integration]
 
-NEEDS = int(os.environ.get("PIMMS_FAULT_NEEDS", "300"))
+NEEDS = int(os.environ.get("PIMMS_FAULT_NEEDS", "80"))
 LOAD_S = max(NEEDS / 25, 12.0)  # seconds over which the needs are sent
 OUTAGE_S = 20.0
 DRAIN_TIMEOUT_S = 240.0 + NEEDS / 5
@@ -197,7 +198,7 @@ async def test_broker_frozen_for_20_seconds(tmp_path: Path) -> None:
         finally:
             thaw(pid)
         measured["cpu"] = _cpu_share(cpu, cpu_seconds(platform), OUTAGE_S)
-        measured["window"] = (wall, time.time() + 5)
+        measured["window"] = (wall, time.time() + 2)
         return time.monotonic()
 
     async with platform_running(tmp_path, bootstrap=None) as (platform, watcher):
@@ -219,13 +220,15 @@ def _cpu_share(
 
 
 def _quiet_extra(measured: dict[str, Any], data_dir: Path) -> str:
-    lines = log_lines_between(data_dir, *measured["window"])
-    return f" log_lines_during_outage={lines} cpu_share_during_outage={measured['cpu']}"
+    noise = log_lines_between(data_dir, *measured["window"])
+    lines = {name: sum(found.values()) for name, found in noise.items()}
+    return f" warnings_during_outage={lines} cpu_share_during_outage={measured['cpu']}"
 
 
 def _assert_quiet_and_idle(measured: dict[str, Any], data_dir: Path) -> None:
-    lines = log_lines_between(data_dir, *measured["window"])
-    assert all(n <= QUIET_LINES for n in lines.values()), f"noisy during the outage: {lines}"
+    noise = log_lines_between(data_dir, *measured["window"])
+    noisy = {name: dict(found) for name, found in noise.items() if found.total() > QUIET_LINES}
+    assert noisy == {}, f"noisy during the outage: {noisy}"
     cpu = measured["cpu"]
     assert all(share <= IDLE_CPU for share in cpu.values()), f"busy during the outage: {cpu}"
 
@@ -247,7 +250,7 @@ async def test_postgresql_stopped_for_20_seconds(tmp_path: Path) -> None:
             finally:
                 await asyncio.to_thread(cluster.start)
             measured["cpu"] = _cpu_share(cpu, cpu_seconds(platform), OUTAGE_S)
-            measured["window"] = (wall, time.time() + 5)
+            measured["window"] = (wall, time.time() + 2)
             return time.monotonic()
 
         platform, watcher = await stack.enter_async_context(

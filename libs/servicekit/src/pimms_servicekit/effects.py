@@ -26,6 +26,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit.clock import Clock
+from pimms_servicekit.errors import is_transient
 from pimms_servicekit.hooks import HookCall, Hooks, Outcome
 from pimms_servicekit.logging import get_logger, scrub_text
 from pimms_servicekit.storage import storable_text
@@ -255,8 +256,22 @@ class EffectDispatcher:
             results = await asyncio.gather(*(one(e) for e in batch))
         finally:
             self.stats.in_flight -= len(batch)
-        await self._record(results)
+        await self._record_until_done(results)
         return len(batch)
+
+    async def _record_until_done(self, results: Sequence[tuple[Effect, DeliveryResult]]) -> None:
+        """Record outcomes, waiting out a database outage: what was delivered is not lost to the
+        lease (which would deliver it again only minutes later)."""
+        delay = self.poll_interval
+        while True:
+            try:
+                await self._record(results)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _attempt(self, effect: Effect) -> DeliveryResult:
         policy = self.destination.policy
