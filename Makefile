@@ -62,3 +62,9 @@ bench: install
 
 clean:
 	rm -rf .pimms .pytest_cache .mypy_cache .ruff_cache
+
+## The fault suite (issue 6): services killed, broker frozen, PostgreSQL stopped, malformed input.
+## Not part of `make test`. PIMMS_FAULT_NEEDS sets the needs per scenario (default 80).
+.PHONY: test-faults
+test-faults: install
+	$(UV) run pytest -q -s -m faults tests/faults

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit.clock import Clock
+from pimms_servicekit.errors import is_transient
 from pimms_servicekit.hooks import HookCall, Hooks, Outcome
 from pimms_servicekit.logging import get_logger, scrub_text
 from pimms_servicekit.storage import storable_text
@@ -207,22 +209,32 @@ class EffectDispatcher:
     async def run(self) -> None:
         """Deliver due effects until cancelled."""
         delay = self.poll_interval
+        outage_since: float | None = None  # an outage is logged when it starts and when it ends
         while True:
             try:
                 count = await self.deliver_due()
                 delay = self.poll_interval
+                if outage_since is not None:
+                    log.info(
+                        "effects.dispatch_recovered",
+                        destination=self.name,
+                        stalled_s=round(time.monotonic() - outage_since, 1),
+                    )
+                    outage_since = None
                 if count:
                     continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning(
-                    "effects.dispatch_failed",
-                    destination=self.name,
-                    error=type(exc).__name__,
-                    detail=scrub_text(str(exc))[:300],
-                    retry_in_s=round(delay, 2),
-                )
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.warning(
+                        "effects.dispatch_failed",
+                        destination=self.name,
+                        error=type(exc).__name__,
+                        detail=scrub_text(str(exc))[:300],
+                        retry_in_s=round(delay, 2),
+                    )
                 delay = min(delay * 2, 10.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
@@ -244,8 +256,22 @@ class EffectDispatcher:
             results = await asyncio.gather(*(one(e) for e in batch))
         finally:
             self.stats.in_flight -= len(batch)
-        await self._record(results)
+        await self._record_until_done(results)
         return len(batch)
+
+    async def _record_until_done(self, results: Sequence[tuple[Effect, DeliveryResult]]) -> None:
+        """Record outcomes, waiting out a database outage: what was delivered is not lost to the
+        lease (which would deliver it again only minutes later)."""
+        delay = self.poll_interval
+        while True:
+            try:
+                await self._record(results)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _attempt(self, effect: Effect) -> DeliveryResult:
         policy = self.destination.policy

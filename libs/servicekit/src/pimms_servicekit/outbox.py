@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -285,6 +286,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         delay = self.poll_interval
+        outage_since: float | None = None  # an outage is logged when it starts and when it ends
         while True:
             try:
                 if not await self._lead():
@@ -294,6 +296,13 @@ class OutboxRelay:
                     continue
                 count = await self.publish_pending()
                 delay = self.poll_interval
+                if outage_since is not None:
+                    log.info(
+                        "outbox.relay_recovered",
+                        stalled_s=round(time.monotonic() - outage_since, 1),
+                        failures=self.stats.failures,
+                    )
+                    outage_since = None
                 if count >= self.batch_size:
                     continue
                 if self._stopping.is_set():
@@ -302,12 +311,14 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning(
-                    "outbox.relay_failed",
-                    error=type(exc).__name__,
-                    detail=str(exc),
-                    retry_in_s=round(delay, 2),
-                )
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.warning(
+                        "outbox.relay_failed",
+                        error=type(exc).__name__,
+                        detail=str(exc),
+                        retry_in_s=round(delay, 2),
+                    )
                 await self._release_leadership()
                 if self._stopping.is_set():
                     return

@@ -23,6 +23,7 @@ from pimms_servicekit.dead_letters import DeadLetter
 from pimms_servicekit.effects import Destination, EffectDispatcher
 from pimms_servicekit.health import Heartbeat
 from pimms_servicekit.hooks import Hooks
+from pimms_servicekit.housekeeping import ExpiredHook, Housekeeper, retention_from_env
 from pimms_servicekit.http import Endpoint, HttpServer, render
 from pimms_servicekit.kafka import (
     BrokerSender,
@@ -112,6 +113,17 @@ class ServiceRuntime(Generic[R]):
         self._background: list[tuple[str, Background]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
+        # --- housekeeping (issue 6): purge old kit rows, dead-letter parked_too_long ----------
+        self.on_parked_expired: ExpiredHook | None = None  # a service tells the mediator here
+        self.housekeeper = Housekeeper(
+            database=self.database,
+            clock=self.clock,
+            retention=retention_from_env(),
+            in_unit_of_work=self.in_unit_of_work,
+            on_parked_expired=lambda: self.on_parked_expired,
+        )
+        self.background("housekeeping", self.housekeeper.run)
+        # --- end housekeeping -----------------------------------------------------------------
 
     def http_route(self, path: str, endpoint: Endpoint, *, methods: list[str]) -> None:
         """Serve one of the service's own endpoints on its HTTP server."""
