@@ -18,6 +18,7 @@ from pimms_contracts.v1.frontoffice import (
     NeedWithdrawn,
     ReferralAssessed,
 )
+from pimms_servicekit.storage import storable_id
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -196,8 +197,9 @@ class IntakeRepository:
         """Remember a refusal (codes only, no content) for `pimms trace`."""
         self._rejections.append(
             {
-                "message_id": message_id[:300],
-                "submission_id": submission_id[:100],
+                # What a tool sent may hold bytes a database refuses (a NUL): stored as a digest.
+                "message_id": storable_id(message_id, limit=300),
+                "submission_id": storable_id(submission_id, limit=100),
                 "codes": ",".join(sorted(set(codes)))[:500],
                 "rejected_at": at,
             }
