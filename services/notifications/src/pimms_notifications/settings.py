@@ -35,8 +35,8 @@ class NotificationsSettings(ServiceSettings):
     )
     """The From of e-mails to visitors (`PIMMS_NOTIFICATIONS_EMAIL_FROM` is its former name)."""
 
-    http_port: int = Field(default=8703, ge=1, le=65535)
-    """The service's HTTP server (delivery reports, health)."""
+    # The HTTP server (delivery reports, health) is the kit's: `PIMMS_NOTIFICATIONS_HTTP_PORT`,
+    # default 8703 (servicekit's HTTP_PORTS).
     public_url: str | None = None
     """How the SMS provider reaches the service (`https://notifications.pimms.example`)."""
 
@@ -61,6 +61,8 @@ class NotificationsSettings(ServiceSettings):
 
     moment_window: timedelta = Field(default=timedelta(seconds=2), ge=timedelta(0))
     """Notices of one case for one person within this (platform time) make one message."""
+    job_interval_s: float = Field(default=1.0, gt=0)
+    """How often (real seconds) the moments, reminders and bounce folder are looked at."""
     visitor_reminder_delay: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
     """After a hold for missing documents, the visitor is reminded after this, at most twice."""
 
