@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from pimms_contracts.v1.lifecycle import (
 )
 from pimms_notifications.adapters.destinations import CHANNEL_POLICY, ChannelDestination
 from pimms_notifications.adapters.repository import NotificationRecord, notifications_of_case
-from pimms_notifications.app import build_runtime, file_destinations
+from pimms_notifications.app import build_runtime, file_destinations, send_moments
 from pimms_notifications.channels import OutgoingMessage
 from pimms_notifications.settings import NotificationsSettings
 from pimms_servicekit.clock import ManualClock
@@ -54,6 +54,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 AT = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+MOMENT = timedelta(seconds=2)  # the default window of one message per moment
 PHONE = "+33612345678"
 EMAIL = "marie.dupont@example.org"
 EVENT_FIELDS = {
@@ -196,8 +197,12 @@ class Platform:
         return envelope.id
 
     async def settle(self) -> None:
-        """Deliver the due messages (their hooks announce them), then publish the events."""
-        await self.runtime.drain_effects()
+        """Let the moment end, deliver the due messages (their hooks announce them, fallbacks
+        follow), then publish the events."""
+        self.clock.advance(MOMENT)
+        await send_moments(self.runtime)
+        while await self.runtime.drain_effects():
+            pass
         await self.runtime.relay.drain()
 
     async def intake(self, event: Event, *, ce_id: str | None = None, settle: bool = True) -> str:
@@ -319,14 +324,14 @@ async def test_a_lifecycle_event_before_the_profile_waits_for_it(platform: Platf
     assert platform.events == []
     assert platform.files("sms") == []
     await platform.intake(case)
-    assert platform.told() == [
-        ("visitor", "sms", "case_opened"),
-        ("visitor", "sms", "referral_accepted"),
-    ]
-    accepted = platform.sent()[1]
-    assert accepted["referral_id"] == str(about(case)["referral_id"])
-    texts = [p.read_text(encoding="utf-8") for p in platform.files("sms")]
-    assert any("prise en charge par EDF" in t for t in texts)
+    # The acceptance waited for the profile: it arrives with the opening, one moment, one SMS.
+    assert platform.told() == [("visitor", "sms", "combined")]
+    [sms] = platform.files("sms")
+    text = sms.read_text(encoding="utf-8")
+    assert "dossier LYON8-2026-000123 : Votre demande est enregistrée" in text
+    assert "EDF prend en charge votre demande." in text
+    statuses = sorted((r.template, r.status) for r in await platform.records(case.case_id))
+    assert statuses == [("combined", "sent"), ("referral_accepted", "merged")]
 
 
 async def test_completed_tells_the_visitor_and_the_mediator(platform: Platform) -> None:
@@ -487,6 +492,9 @@ async def test_a_redelivered_message_sends_nothing_twice(platform: Platform) -> 
 async def test_a_message_leaves_only_after_the_commit(platform: Platform) -> None:
     case = case_opened()
     await platform.intake(case, settle=False)
+    assert await platform.records(case.case_id) == []  # its moment is not over yet
+    platform.clock.advance(MOMENT)
+    await send_moments(platform.runtime)
     assert platform.files("sms") == []  # committed, not yet delivered: nothing sent, nothing said
     [pending] = await platform.records(case.case_id)
     assert (pending.status, pending.channel) == ("pending", "sms")
@@ -530,8 +538,12 @@ async def test_a_rolled_back_and_retried_batch_delivers_once(
     destinations = with_sms(tmp_path, sms, blocking=True)
     async with running(tmp_path, database_url, destinations) as platform:
         case = case_opened()
-        opened_id = await platform.intake(case)
+        opened_id = await platform.intake(case, settle=False)
+        platform.clock.advance(MOMENT)
+        with pytest.raises(type(failure)):
+            await send_moments(platform.runtime)  # the moments job fails once...
         assert rolled_back == [1]
+        await platform.settle()  # ...and sends the moment at its next round
         [message] = sms.received
         assert message.to == PHONE
         assert "LYON8-2026-000123" in message.body
@@ -560,6 +572,8 @@ async def test_a_hanging_channel_does_not_stall_the_others(
         ]
         for case in stuck:
             await platform.intake(case, settle=False)
+        platform.clock.advance(MOMENT)
+        await send_moments(runtime)
         lag = LoopLag()
         tasks = [asyncio.create_task(d.run()) for d in runtime.dispatchers.values()]
         tasks.append(asyncio.create_task(lag.watch()))
@@ -575,9 +589,13 @@ async def test_a_hanging_channel_does_not_stall_the_others(
             ]
             for case in others:  # one batch each, while the SMS thread hangs
                 await platform.intake(case, settle=False)
+                platform.clock.advance(MOMENT)
+                await send_moments(runtime)
                 await platform.lifecycle(
                     ReferralCompleted(**about(case), outcome="resolved"), settle=False
                 )
+                platform.clock.advance(MOMENT)  # each its own moment
+                await send_moments(runtime)
             await until(platform, lambda: len(platform.sent()) == 9, "e-mails and inbox")
             assert sorted((e["channel"], e["template"]) for e in platform.sent()) == sorted(
                 [("email", "case_opened")] * 3
@@ -646,17 +664,27 @@ async def test_a_channel_failure_is_reported_and_does_not_block_the_mediator(
     assert "sans solution" in inbox.read_text(encoding="utf-8")
     assert platform.failed() == []
     await platform.outlast_every_retry()
+    gave_up = "gave_up:ConnectionRefusedError:ECONNREFUSED"
     assert [(e["template"], e["channel"], e["reason"]) for e in platform.failed()] == [
-        ("case_opened", "sms", "channel_error"),
-        ("referral_completed", "sms", "channel_error"),
+        ("case_opened", "sms", gave_up),
+        ("referral_completed", "sms", gave_up),
     ]
-    assert len(platform.sent()) == 1
+    # The visitor allows no other channel: the mediator is told each message did not reach them.
+    assert [(e["audience"], e["template"]) for e in platform.sent()] == [
+        ("mediator", "referral_completed"),
+        ("mediator", "visitor_undelivered"),
+        ("mediator", "visitor_undelivered"),
+    ]
     statuses = [(r.audience, r.template, r.status) for r in await platform.records(case.case_id)]
     assert sorted(statuses) == [
         ("mediator", "referral_completed", "sent"),
+        ("mediator", "visitor_undelivered", "sent"),
+        ("mediator", "visitor_undelivered", "sent"),
         ("visitor", "case_opened", "failed"),
         ("visitor", "referral_completed", "failed"),
     ]
+    inbox = "\n".join(p.read_text(encoding="utf-8") for p in platform.files("mediator_inbox"))
+    assert "le message sur le résultat de la demande n'a pu être remis au visiteur" in inbox
 
 
 async def test_a_channel_that_refuses_a_message_fails_it_at_once(
@@ -673,6 +701,6 @@ async def test_a_channel_that_refuses_a_message_fails_it_at_once(
         assert (failed["channel"], failed["template"], failed["reason"]) == (
             "sms",
             "case_opened",
-            "channel_error",
+            "PermissionError:EACCES",
         )
-        assert platform.sent() == []
+        assert [e["template"] for e in platform.sent()] == ["visitor_undelivered"]
