@@ -370,8 +370,8 @@ async def test_a_completed_single_referral_case_is_one_sms_and_nothing_goes_twic
     world.clock.advance(MOMENT)
     await until(lambda: len(world.provider.received) == 2, "the outcome")
     last = world.provider.received[-1]["content"]
-    assert "EDF a traite votre demande : une solution a ete trouvee." in last
-    assert "Dossier clos : votre demande a ete resolue." in last
+    assert "EDF a traité votre demande : une solution a été trouvée." in last
+    assert "Dossier clos : votre demande a été résolue." in last
     await until(lambda: len(world.provider.reports) == 2, "the delivery reports")
 
     # Every event of the case, delivered again (Kafka redelivers): nothing is sent twice.
@@ -404,7 +404,7 @@ async def test_an_sms_due_at_night_goes_at_eight_but_an_email_at_once(world: Wor
     )
     world.clock.advance(MOMENT)
     await until(lambda: len(world.mailbox.received) == 2, "the e-mail, not deferred")
-    assert "EDF is handling your request" in text_of(world.mailbox.received[-1])
+    assert "has been taken up by EDF" in text_of(world.mailbox.received[-1])
     await asyncio.sleep(0.5)
     assert len(world.provider.received) == 1  # the SMS waits for the morning
 
@@ -428,7 +428,7 @@ async def test_an_sms_due_at_night_goes_at_eight_but_an_email_at_once(world: Wor
     assert len(world.provider.received) == 1  # 07:59 in Paris: not yet
     world.clock.advance(timedelta(minutes=1))
     await until(lambda: len(world.provider.received) == 2, "the SMS at 08:00")
-    assert "EDF prend en charge votre demande" in world.provider.received[-1]["content"]
+    assert "est prise en charge par EDF" in world.provider.received[-1]["content"]
 
 
 async def test_the_report_endpoint_refuses_strangers_and_ignores_the_unknown(
