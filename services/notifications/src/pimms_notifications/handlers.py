@@ -173,6 +173,7 @@ def _tell(uow: Uow, case_id: str, notices: Sequence[Notice]) -> None:
             for notice in notices
         ],
         correlation_id=uow.correlation_id,
+        causation_id=uow.message_id or None,
     )
 
 
@@ -210,16 +211,25 @@ async def dispatch_moments(uow: Uow) -> int:
     now = uow.now()
     sent = 0
     for waiting in await repo.waiting_cases(now=now):
-        uow.about_case(waiting.case_id, correlation_id=waiting.correlation_id)
         profile = await repo.profile(waiting.case_id)
         if profile is None:  # notices are kept only once the profile is known
             continue
         moments = group_moments(waiting.notices, window=repo.rules.moment_window)
         for moment in ready(moments, now=now):
-            repo.said(
-                [part.notification_id for part in moment.parts], moment_id=moment.notification_id
+            # What the message causes (its outcome's event) belongs to the case's journey.
+            uow.begin_hook(
+                case_id=waiting.case_id,
+                correlation_id=waiting.correlation_id,
+                causation_id=waiting.causes.get(moment.notification_id),
             )
-            _say(uow, profile, moment)
+            try:
+                repo.said(
+                    [part.notification_id for part in moment.parts],
+                    moment_id=moment.notification_id,
+                )
+                _say(uow, profile, moment)
+            finally:
+                uow.end_message()
             sent += 1
     return sent
 

@@ -77,6 +77,8 @@ class WaitingCase:
     case_id: str
     correlation_id: str | None
     notices: tuple[PendingNotice, ...]
+    causes: dict[UUID, str | None]
+    """The message that caused each notice (what the messages saying them are caused by)."""
 
 
 class NotificationsRepos:
@@ -182,6 +184,7 @@ class NotificationsRepos:
                 case_id=case_id,
                 correlation_id=next((r.correlation_id for r in rows if r.correlation_id), None),
                 notices=tuple(_pending(row) for row in rows),
+                causes={UUID(row.notification_id): row.causation_id for row in rows},
             )
             for case_id, rows in by_case.items()
         ]
@@ -286,7 +289,12 @@ class NotificationsRepos:
             self._told_unreachable[case_id] = at
 
     def wait_for_moment(
-        self, case_id: str, notices: Iterable[PendingNotice], *, correlation_id: str | None
+        self,
+        case_id: str,
+        notices: Iterable[PendingNotice],
+        *,
+        correlation_id: str | None,
+        causation_id: str | None = None,
     ) -> None:
         """Keep notices until their moment is over; a notice already kept is not kept twice."""
         self._new_notices += [
@@ -299,6 +307,7 @@ class NotificationsRepos:
                 "facts": facts_to_json(item.notice.facts),
                 "at": item.at,
                 "correlation_id": correlation_id,
+                "causation_id": causation_id,
                 "moment_id": None,
             }
             for item in notices

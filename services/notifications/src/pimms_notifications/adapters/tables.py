@@ -58,6 +58,7 @@ moment_notices = Table(
     Column("facts", Text, nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("correlation_id", String(64), nullable=True),
+    Column("causation_id", String(64), nullable=True),  # the message that caused the notice
     Column("moment_id", String(36), nullable=True),
 )
 Index("ix_moment_notices_waiting", moment_notices.c.moment_id, moment_notices.c.at)

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("facts", sa.Text, nullable=False),
         sa.Column("at", UTCDateTime, nullable=False),
         sa.Column("correlation_id", sa.String(64), nullable=True),
+        sa.Column("causation_id", sa.String(64), nullable=True),
         sa.Column("moment_id", sa.String(36), nullable=True),
     )
     op.create_index("ix_moment_notices_waiting", "moment_notices", ["moment_id", "at"])
