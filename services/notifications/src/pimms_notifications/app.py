@@ -94,7 +94,9 @@ def build_runtime(
     templates = TemplateLibrary.load()
     directory = partner_directory(settings)
     rules = Rules(
-        moment_window=settings.moment_window, reminder_delay=settings.visitor_reminder_delay
+        moment_window=settings.moment_window,
+        reminder_delay=settings.visitor_reminder_delay,
+        quiet_hours=settings.sms_quiet_hours,
     )
     runtime = ServiceRuntime(
         settings=settings,

@@ -529,7 +529,10 @@ def _send(
             parts=parts, channel=channel, language=wanted
         )
     now = uow.now()
-    not_before = sms_send_time(now) if channel == "sms" else now
+    quiet = repo.rules.quiet_hours
+    not_before = (
+        sms_send_time(now, start=quiet[0], end=quiet[1]) if channel == "sms" and quiet else now
+    )
     record = _record(
         uow,
         profile,

@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -33,6 +33,7 @@ from pimms_notifications.adapters.templates import TemplateLibrary
 from pimms_notifications.domain.contacts import ContactProfile
 from pimms_notifications.domain.moments import DEFAULT_WINDOW, PendingNotice
 from pimms_notifications.domain.notices import TOLD_EVENTS, Notice, facts_from_json, facts_to_json
+from pimms_notifications.domain.quiet_hours import QUIET_FROM, QUIET_UNTIL
 from pimms_notifications.domain.reminders import DEFAULT_REMINDER_DELAY, VisitorHold
 
 NotificationStatus = Literal["pending", "sent", "failed", "skipped", "merged"]
@@ -68,6 +69,8 @@ class Rules:
 
     moment_window: timedelta = DEFAULT_WINDOW
     reminder_delay: timedelta = DEFAULT_REMINDER_DELAY
+    quiet_hours: tuple[time, time] | None = (QUIET_FROM, QUIET_UNTIL)
+    """(from, until), Paris time, when SMS wait; None: they never wait."""
 
 
 @dataclass(frozen=True)
