@@ -47,6 +47,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 log = get_logger("pimms.notifications")
 
 Runtime = ServiceRuntime[NotificationsRepos]
+ROUND_GRACE_S = 10.0
+"""How long a background job's current round may take to finish at shutdown."""
 
 
 def file_destinations(settings: NotificationsSettings) -> list[ChannelDestination]:
@@ -173,11 +175,18 @@ def _discard(
 
 
 async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
-    """Run `job` every `seconds` until cancelled; a failed round is logged and tried again."""
+    """Run `job` every `seconds` until cancelled; a failed round is logged and tried again.
+
+    At shutdown the current round (one unit of work, milliseconds) ends before the job stops: a
+    query cancelled half-way leaves its pooled connection unusable for whoever takes it next.
+    """
     while True:
+        current = asyncio.ensure_future(job())
         try:
-            await job()
+            await asyncio.shield(current)
         except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(current, timeout=ROUND_GRACE_S)
             raise
         except Exception as exc:
             log.warning("job.failed", error=type(exc).__name__)
