@@ -1,4 +1,4 @@
-"""The `pimms` command: dev, demo, trace, logs, dead-letters, docs, report."""
+"""The `pimms` command: dev, demo, trace, logs, inbox, dead-letters, docs, report."""
 
 from __future__ import annotations
 
@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     logs.add_argument("key", help="case reference, case id or submission id")
     logs.add_argument("--json", action="store_true", help="one JSON object per line")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    inbox = commands.add_parser("inbox", help="a mediator's notifications, newest first")
+    inbox.add_argument("site", help="site id (lyon-8)")
+    inbox.add_argument(
+        "mediator", nargs="?", help="mediator id; every mediator of the site if omitted"
+    )
+    inbox.add_argument("--json", action="store_true", help="one JSON object per line")
     _dead_letter_commands(commands)
     _report_command(commands)
     args = parser.parse_args(argv)
@@ -65,6 +71,10 @@ def main(argv: list[str] | None = None) -> None:
         from pimms_cli.logs import run_logs
 
         raise SystemExit(asyncio.run(run_logs(args.key, as_json=args.json, follow=args.follow)))
+    if args.command == "inbox":
+        from pimms_cli.inbox import run_inbox
+
+        raise SystemExit(run_inbox(args.site, args.mediator, as_json_lines=args.json))
     if args.command == "dead-letters":
         raise SystemExit(asyncio.run(_run_dead_letters(args)))
     if args.command == "report":

@@ -2,33 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from faststream import FastStream
 from pimms_contracts import topics
 from pimms_contracts.partners.directory import PartnerDirectory, load_directory
-from pimms_contracts.v1.internal import IntakeCaseOpened, PartnerReportRefused
+from pimms_contracts.v1.internal import (
+    IntakeCaseOpened,
+    IntakeCaseWithdrawn,
+    IntakeDocumentsAdded,
+    PartnerReportRefused,
+)
 from pimms_contracts.v1.lifecycle import LIFECYCLE_EVENTS
 from pimms_servicekit.clock import Clock
 from pimms_servicekit.effects import Destination
+from pimms_servicekit.logging import get_logger
 from pimms_servicekit.routing import EventDecoder
 from pimms_servicekit.runtime import ServiceRuntime
 from pimms_servicekit.settings import SettingsError
+from pimms_servicekit.unit_of_work import UnitOfWork
 
 from pimms_notifications import handlers
-from pimms_notifications.adapters.destinations import ChannelDestination
-from pimms_notifications.adapters.repository import NotificationsRepos
+from pimms_notifications.adapters.destinations import ChannelDestination, DeliveryDestination
+from pimms_notifications.adapters.reports import delivery_report_endpoint
+from pimms_notifications.adapters.repository import NotificationsRepos, Rules
 from pimms_notifications.adapters.templates import TemplateLibrary
+from pimms_notifications.channels.bounces import EmailBounce, archive_bounce, scan_bounce_folder
+from pimms_notifications.channels.brevo import REPORT_PATH, SmsDeliveryReport
+from pimms_notifications.channels.email_message import mail_domain
+from pimms_notifications.channels.factory import delivery_channels
 from pimms_notifications.channels.files import (
     FileEmailChannel,
     FileMediatorInbox,
     FileSmsChannel,
 )
-from pimms_notifications.domain.notices import TOLD_EVENTS
 from pimms_notifications.settings import NotificationsSettings
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = get_logger("pimms.notifications")
+
+Runtime = ServiceRuntime[NotificationsRepos]
+ROUND_GRACE_S = 10.0
+"""How long a background job's current round may take to finish at shutdown."""
 
 
 def file_destinations(settings: NotificationsSettings) -> list[ChannelDestination]:
@@ -49,6 +69,14 @@ def file_destinations(settings: NotificationsSettings) -> list[ChannelDestinatio
     ]
 
 
+def delivery_destinations(settings: NotificationsSettings) -> list[DeliveryDestination]:
+    """The channels the settings ask for (the SMS provider, SMTP; files when unset)."""
+    return [
+        DeliveryDestination(name=name, channel=channel)
+        for name, channel in delivery_channels(settings).items()
+    ]
+
+
 def partner_directory(settings: NotificationsSettings) -> PartnerDirectory:
     """The partner directory, checked now so that a bad file stops the start."""
     try:
@@ -62,28 +90,119 @@ def build_runtime(
     *,
     clock: Clock | None = None,
     destinations: Sequence[Destination] | None = None,
-) -> ServiceRuntime[NotificationsRepos]:
-    """Notifications' runtime: what it reads, and one dispatcher per channel (tests use it)."""
+) -> Runtime:
+    """Notifications' runtime: what it reads, one dispatcher per channel, its jobs and endpoint."""
     settings = settings or NotificationsSettings.load()
     templates = TemplateLibrary.load()
     directory = partner_directory(settings)
+    rules = Rules(
+        moment_window=settings.moment_window,
+        reminder_delay=settings.visitor_reminder_delay,
+        quiet_hours=settings.sms_quiet_hours,
+    )
     runtime = ServiceRuntime(
         settings=settings,
         migrations_dir=MIGRATIONS,
         handlers=handlers.handles,
         repositories=lambda session: NotificationsRepos(
-            session, templates=templates, directory=directory
+            session, templates=templates, directory=directory, rules=rules
         ),
         hooks=handlers.hooks,
         clock=clock,
         produces=[topics.NOTIFICATIONS],
     )
-    runtime.consume(topics.INTAKE_CASES, EventDecoder(IntakeCaseOpened))
-    runtime.consume(topics.CASES, EventDecoder(*(e for e in LIFECYCLE_EVENTS if e in TOLD_EVENTS)))
+    runtime.consume(
+        topics.INTAKE_CASES,
+        EventDecoder(IntakeCaseOpened, IntakeDocumentsAdded, IntakeCaseWithdrawn),
+    )
+    runtime.consume(topics.CASES, EventDecoder(*LIFECYCLE_EVENTS))
     runtime.consume(topics.REFERRAL_ALERTS, EventDecoder(PartnerReportRefused))
-    for destination in file_destinations(settings) if destinations is None else destinations:
+    chosen = list(delivery_destinations(settings) if destinations is None else destinations)
+    for destination in chosen:
         runtime.deliver_to(destination)
+    every = settings.job_interval_s
+    runtime.background("moments", partial(_every, every, partial(send_moments, runtime)))
+    runtime.background("reminders", partial(_every, every, partial(send_reminders, runtime)))
+    if settings.mail_bounce_dir is not None:
+        folder, domain = settings.mail_bounce_dir, mail_domain(settings.mail_from)
+        job = partial(read_bounces, runtime, folder=folder, domain=domain)
+        runtime.background("bounces", partial(_every, every, job))
+    runtime.background("channels", partial(_close_at_shutdown, chosen))
+    if settings.sms_report_token is not None:
+        endpoint = delivery_report_endpoint(
+            token=settings.sms_report_token.get_secret_value(),
+            on_report=partial(sms_report, runtime),
+        )
+        runtime.http_route(REPORT_PATH, endpoint, methods=["POST"])
     return runtime
+
+
+async def send_moments(runtime: Runtime) -> None:
+    """Send the moments whose window is over (the `moments` job; tests call it)."""
+    await runtime.in_unit_of_work(_discard(handlers.dispatch_moments))
+
+
+async def send_reminders(runtime: Runtime) -> None:
+    """Queue the visitor reminders that are due (the `reminders` job; tests call it)."""
+    await runtime.in_unit_of_work(_discard(handlers.remind_visitors))
+
+
+async def sms_report(runtime: Runtime, report: SmsDeliveryReport) -> None:
+    """Apply one delivery report of the SMS provider."""
+    await runtime.in_unit_of_work(lambda uow: handlers.sms_delivery_reported(uow, report))
+
+
+async def read_bounces(runtime: Runtime, *, folder: Path, domain: str) -> None:
+    """Mark failed the e-mails the bounce folder reports, then set the files aside."""
+    for scanned in await scan_bounce_folder(folder, mail_domain=domain):
+        bounce = scanned.bounce
+        if bounce is not None:
+            await runtime.in_unit_of_work(partial(_bounced, bounce=bounce))
+        await archive_bounce(scanned.path)
+
+
+async def _bounced(uow: UnitOfWork[NotificationsRepos], *, bounce: EmailBounce) -> None:
+    await handlers.email_bounced(uow, bounce)
+
+
+def _discard(
+    work: Callable[[UnitOfWork[NotificationsRepos]], Awaitable[Any]],
+) -> Callable[[UnitOfWork[NotificationsRepos]], Awaitable[None]]:
+    async def run(uow: UnitOfWork[NotificationsRepos]) -> None:
+        await work(uow)
+
+    return run
+
+
+async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
+    """Run `job` every `seconds` until cancelled; a failed round is logged and tried again.
+
+    At shutdown the current round (one unit of work, milliseconds) ends before the job stops: a
+    query cancelled half-way leaves its pooled connection unusable for whoever takes it next.
+    """
+    while True:
+        current = asyncio.ensure_future(job())
+        try:
+            await asyncio.shield(current)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(current, timeout=ROUND_GRACE_S)
+            raise
+        except Exception as exc:
+            log.warning("job.failed", error=type(exc).__name__)
+        await asyncio.sleep(seconds)
+
+
+async def _close_at_shutdown(destinations: Sequence[Destination]) -> None:
+    """Wait for the shutdown, then close the channels' connections (the SMS HTTP client)."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        for destination in destinations:
+            close = getattr(destination, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastStream:

@@ -6,7 +6,7 @@ Unset, the SMS provider and SMTP settings leave the embedded default: one file p
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -35,8 +35,8 @@ class NotificationsSettings(ServiceSettings):
     )
     """The From of e-mails to visitors (`PIMMS_NOTIFICATIONS_EMAIL_FROM` is its former name)."""
 
-    http_port: int = Field(default=8703, ge=1, le=65535)
-    """The service's HTTP server (delivery reports, health)."""
+    # The HTTP server (delivery reports, health) is the kit's: `PIMMS_NOTIFICATIONS_HTTP_PORT`,
+    # default 8703 (servicekit's HTTP_PORTS).
     public_url: str | None = None
     """How the SMS provider reaches the service (`https://notifications.pimms.example`)."""
 
@@ -61,6 +61,11 @@ class NotificationsSettings(ServiceSettings):
 
     moment_window: timedelta = Field(default=timedelta(seconds=2), ge=timedelta(0))
     """Notices of one case for one person within this (platform time) make one message."""
+    quiet_hours: str | None = None
+    """`HH:MM-HH:MM` (Paris time) when no SMS leaves, or `off`. Unset: `21:00-08:00` when SMS go
+    to the provider, off when they are files (a file wakes nobody: `pimms dev` at night)."""
+    job_interval_s: float = Field(default=1.0, gt=0)
+    """How often (real seconds) the moments, reminders and bounce folder are looked at."""
     visitor_reminder_delay: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
     """After a hold for missing documents, the visitor is reminded after this, at most twice."""
 
@@ -70,6 +75,16 @@ class NotificationsSettings(ServiceSettings):
         if value is not None and not SMS_SENDER.match(value):
             raise ValueError("at most 11 letters and digits (with a letter), or 3 to 15 digits")
         return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_shape(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() == "off":
+            return value
+        match = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)", value.strip())
+        if match is None or match.group(1, 2) == match.group(3, 4):
+            raise ValueError("must be HH:MM-HH:MM (Paris time), e.g. 21:00-08:00, or off")
+        return value.strip()
 
     @field_validator("public_url", "sms_api_url")
     @classmethod
@@ -102,6 +117,17 @@ class NotificationsSettings(ServiceSettings):
     def sms_provider_configured(self) -> bool:
         """Whether SMS go to the provider rather than to files."""
         return self.sms_api_url is not None
+
+    @property
+    def sms_quiet_hours(self) -> tuple[time, time] | None:
+        """(from, until) Paris time when SMS wait, or None when they never wait."""
+        value = self.quiet_hours
+        if value is None:
+            return (time(21, 0), time(8, 0)) if self.sms_provider_configured else None
+        if value.lower() == "off":
+            return None
+        start, end = value.split("-")
+        return time.fromisoformat(start), time.fromisoformat(end)
 
     @property
     def smtp_configured(self) -> bool:

@@ -11,8 +11,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -35,14 +35,26 @@ from pimms_contracts.v1.lifecycle import (
     CaseClosed,
     ReferralAccepted,
     ReferralCompleted,
+    ReferralDocumentsForwarded,
+    ReferralEscalated,
+    ReferralExpired,
     ReferralInProgress,
     ReferralOnHold,
+    ReferralReminded,
     ReferralUnroutable,
 )
 from pimms_notifications.adapters.destinations import CHANNEL_POLICY, ChannelDestination
 from pimms_notifications.adapters.repository import NotificationRecord, notifications_of_case
-from pimms_notifications.app import build_runtime, file_destinations
+from pimms_notifications.app import (
+    build_runtime,
+    file_destinations,
+    read_bounces,
+    send_moments,
+    send_reminders,
+    sms_report,
+)
 from pimms_notifications.channels import OutgoingMessage
+from pimms_notifications.channels.brevo import SmsDeliveryReport
 from pimms_notifications.settings import NotificationsSettings
 from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.effects import Destination
@@ -54,6 +66,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 AT = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+MOMENT = timedelta(seconds=2)  # the default window of one message per moment
 PHONE = "+33612345678"
 EMAIL = "marie.dupont@example.org"
 EVENT_FIELDS = {
@@ -196,8 +209,12 @@ class Platform:
         return envelope.id
 
     async def settle(self) -> None:
-        """Deliver the due messages (their hooks announce them), then publish the events."""
-        await self.runtime.drain_effects()
+        """Let the moment end, deliver the due messages (their hooks announce them, fallbacks
+        follow), then publish the events."""
+        self.clock.advance(MOMENT)
+        await send_moments(self.runtime)
+        while await self.runtime.drain_effects():
+            pass
         await self.runtime.relay.drain()
 
     async def intake(self, event: Event, *, ce_id: str | None = None, settle: bool = True) -> str:
@@ -319,14 +336,14 @@ async def test_a_lifecycle_event_before_the_profile_waits_for_it(platform: Platf
     assert platform.events == []
     assert platform.files("sms") == []
     await platform.intake(case)
-    assert platform.told() == [
-        ("visitor", "sms", "case_opened"),
-        ("visitor", "sms", "referral_accepted"),
-    ]
-    accepted = platform.sent()[1]
-    assert accepted["referral_id"] == str(about(case)["referral_id"])
-    texts = [p.read_text(encoding="utf-8") for p in platform.files("sms")]
-    assert any("prise en charge par EDF" in t for t in texts)
+    # The acceptance waited for the profile: it arrives with the opening, one moment, one SMS.
+    assert platform.told() == [("visitor", "sms", "combined")]
+    [sms] = platform.files("sms")
+    text = sms.read_text(encoding="utf-8")
+    assert "dossier LYON8-2026-000123 : Votre demande est enregistrée" in text
+    assert "EDF prend en charge votre demande." in text
+    statuses = sorted((r.template, r.status) for r in await platform.records(case.case_id))
+    assert statuses == [("combined", "sent"), ("referral_accepted", "merged")]
 
 
 async def test_completed_tells_the_visitor_and_the_mediator(platform: Platform) -> None:
@@ -487,6 +504,9 @@ async def test_a_redelivered_message_sends_nothing_twice(platform: Platform) -> 
 async def test_a_message_leaves_only_after_the_commit(platform: Platform) -> None:
     case = case_opened()
     await platform.intake(case, settle=False)
+    assert await platform.records(case.case_id) == []  # its moment is not over yet
+    platform.clock.advance(MOMENT)
+    await send_moments(platform.runtime)
     assert platform.files("sms") == []  # committed, not yet delivered: nothing sent, nothing said
     [pending] = await platform.records(case.case_id)
     assert (pending.status, pending.channel) == ("pending", "sms")
@@ -530,8 +550,12 @@ async def test_a_rolled_back_and_retried_batch_delivers_once(
     destinations = with_sms(tmp_path, sms, blocking=True)
     async with running(tmp_path, database_url, destinations) as platform:
         case = case_opened()
-        opened_id = await platform.intake(case)
+        opened_id = await platform.intake(case, settle=False)
+        platform.clock.advance(MOMENT)
+        with pytest.raises(type(failure)):
+            await send_moments(platform.runtime)  # the moments job fails once...
         assert rolled_back == [1]
+        await platform.settle()  # ...and sends the moment at its next round
         [message] = sms.received
         assert message.to == PHONE
         assert "LYON8-2026-000123" in message.body
@@ -560,6 +584,8 @@ async def test_a_hanging_channel_does_not_stall_the_others(
         ]
         for case in stuck:
             await platform.intake(case, settle=False)
+        platform.clock.advance(MOMENT)
+        await send_moments(runtime)
         lag = LoopLag()
         tasks = [asyncio.create_task(d.run()) for d in runtime.dispatchers.values()]
         tasks.append(asyncio.create_task(lag.watch()))
@@ -575,9 +601,13 @@ async def test_a_hanging_channel_does_not_stall_the_others(
             ]
             for case in others:  # one batch each, while the SMS thread hangs
                 await platform.intake(case, settle=False)
+                platform.clock.advance(MOMENT)
+                await send_moments(runtime)
                 await platform.lifecycle(
                     ReferralCompleted(**about(case), outcome="resolved"), settle=False
                 )
+                platform.clock.advance(MOMENT)  # each its own moment
+                await send_moments(runtime)
             await until(platform, lambda: len(platform.sent()) == 9, "e-mails and inbox")
             assert sorted((e["channel"], e["template"]) for e in platform.sent()) == sorted(
                 [("email", "case_opened")] * 3
@@ -646,17 +676,27 @@ async def test_a_channel_failure_is_reported_and_does_not_block_the_mediator(
     assert "sans solution" in inbox.read_text(encoding="utf-8")
     assert platform.failed() == []
     await platform.outlast_every_retry()
+    gave_up = "gave_up:ConnectionRefusedError:ECONNREFUSED"
     assert [(e["template"], e["channel"], e["reason"]) for e in platform.failed()] == [
-        ("case_opened", "sms", "channel_error"),
-        ("referral_completed", "sms", "channel_error"),
+        ("case_opened", "sms", gave_up),
+        ("referral_completed", "sms", gave_up),
     ]
-    assert len(platform.sent()) == 1
+    # The visitor allows no other channel: the mediator is told each message did not reach them.
+    assert [(e["audience"], e["template"]) for e in platform.sent()] == [
+        ("mediator", "referral_completed"),
+        ("mediator", "visitor_undelivered"),
+        ("mediator", "visitor_undelivered"),
+    ]
     statuses = [(r.audience, r.template, r.status) for r in await platform.records(case.case_id)]
     assert sorted(statuses) == [
         ("mediator", "referral_completed", "sent"),
+        ("mediator", "visitor_undelivered", "sent"),
+        ("mediator", "visitor_undelivered", "sent"),
         ("visitor", "case_opened", "failed"),
         ("visitor", "referral_completed", "failed"),
     ]
+    inbox = "\n".join(p.read_text(encoding="utf-8") for p in platform.files("mediator_inbox"))
+    assert "le message sur le résultat de la demande n'a pu être remis au visiteur" in inbox
 
 
 async def test_a_channel_that_refuses_a_message_fails_it_at_once(
@@ -673,6 +713,171 @@ async def test_a_channel_that_refuses_a_message_fails_it_at_once(
         assert (failed["channel"], failed["template"], failed["reason"]) == (
             "sms",
             "case_opened",
-            "channel_error",
+            "PermissionError:EACCES",
         )
-        assert platform.sent() == []
+        assert [e["template"] for e in platform.sent()] == ["visitor_undelivered"]
+
+
+async def test_a_visitor_missing_documents_is_reminded_twice_then_no_more(
+    platform: Platform,
+) -> None:
+    case = case_opened()
+    await platform.intake(case)
+    await platform.lifecycle(
+        ReferralOnHold(
+            **about(case, partner="prefecture-69"),
+            reason="missing_documents",
+            missing_documents=("tax_notices",),
+        )
+    )
+    for _ in range(4):
+        platform.clock.advance(timedelta(days=3))
+        await send_reminders(platform.runtime)
+        await platform.settle()
+    reminders = [e for e in platform.sent() if e["template"] == "document_reminder"]
+    assert [(e["audience"], e["channel"]) for e in reminders] == [("visitor", "sms")] * 2
+    texts = [
+        (platform.data_dir / "notifications" / "sms" / f"{e['notification_id']}.txt").read_text(
+            encoding="utf-8"
+        )
+        for e in reminders
+    ]
+    assert all("rappel" in t and "avis d'imposition" in t for t in texts)
+
+
+async def test_reminders_stop_when_the_visitor_brings_documents(platform: Platform) -> None:
+    case = case_opened()
+    await platform.intake(case)
+    await platform.lifecycle(
+        ReferralOnHold(
+            **about(case, partner="prefecture-69"),
+            reason="missing_documents",
+            missing_documents=("tax_notices",),
+        )
+    )
+    await platform.intake(
+        IntakeDocumentsAdded(
+            case_id=case.case_id,
+            case_reference=case.case_reference,
+            added=("tax_notices",),
+            documents=("id_card", "tax_notices"),
+            added_at=AT,
+        )
+    )
+    platform.clock.advance(timedelta(days=7))
+    await send_reminders(platform.runtime)
+    await platform.settle()
+    assert "document_reminder" not in [e["template"] for e in platform.sent()]
+
+
+async def test_partner_reminders_and_escalations_reach_the_mediator(platform: Platform) -> None:
+    case = case_opened()
+    await platform.intake(case)
+    due = AT + timedelta(days=2)
+    await platform.lifecycle(
+        ReferralReminded(**about(case), status="transmitted", reminder=1, due_at=due)
+    )
+    await platform.lifecycle(ReferralEscalated(**about(case), status="transmitted", due_at=due))
+    await platform.lifecycle(ReferralExpired(**about(case)))
+    assert platform.told()[1:] == [
+        ("mediator", "mediator_inbox", "partner_reminded"),
+        ("mediator", "mediator_inbox", "referral_escalated"),
+        ("visitor", "sms", "referral_expired"),
+        ("mediator", "mediator_inbox", "referral_expired"),
+    ]
+    inbox = "\n".join(p.read_text(encoding="utf-8") for p in platform.files("mediator_inbox"))
+    assert "Relance 1 envoyée à EDF" in inbox
+    assert "EDF ne répond pas : votre intervention est nécessaire" in inbox
+
+
+async def test_forwarded_documents_tell_what_is_still_missing_in_words(
+    platform: Platform,
+) -> None:
+    case = case_opened()
+    await platform.intake(case)
+    await platform.lifecycle(
+        ReferralDocumentsForwarded(
+            **about(case, partner="prefecture-69"),
+            documents=("tax_notices",),
+            missing_documents=("birth_certificate",),
+        )
+    )
+    await platform.lifecycle(
+        ReferralDocumentsForwarded(
+            **about(case, partner="prefecture-69"), documents=("birth_certificate",)
+        )
+    )
+    assert platform.told()[1:] == [
+        ("visitor", "sms", "referral_on_hold_documents"),
+        ("mediator", "mediator_inbox", "referral_on_hold_documents"),
+        ("mediator", "mediator_inbox", "documents_forwarded"),
+    ]
+    texts = [p.read_text(encoding="utf-8") for p in platform.files("sms")]
+    assert any("acte de naissance" in t for t in texts)
+    inbox = "\n".join(p.read_text(encoding="utf-8") for p in platform.files("mediator_inbox"))
+    assert "lui ont été transmises (acte de naissance)" in inbox
+
+
+def dsn(*, message_id: str) -> bytes:
+    return (
+        "From: MAILER-DAEMON@mx.pimms.invalid\r\n"
+        "To: notifications@pimms.invalid\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.pimms.invalid\r\n\r\n"
+        "Final-Recipient: rfc822; marie@example.org\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\n\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"To: marie@example.org\r\nMessage-ID: {message_id}\r\n\r\n"
+        "--B--\r\n"
+    ).encode()
+
+
+async def test_a_bounced_email_fails_and_the_mediator_is_told_once(platform: Platform) -> None:
+    case = case_opened(sms=False, email=True)
+    await platform.intake(case)
+    [sent] = platform.sent()
+    folder = platform.data_dir / "bounces"
+    folder.mkdir()
+    (folder / "bounce-1.eml").write_bytes(
+        dsn(message_id=f"<{sent['notification_id']}@pimms.invalid>")
+    )
+    for _ in range(2):  # a second scan finds the file set aside
+        await read_bounces(platform.runtime, folder=folder, domain="pimms.invalid")
+        await platform.settle()
+    [failed] = platform.failed()
+    assert (failed["notification_id"], failed["channel"], failed["reason"]) == (
+        sent["notification_id"],
+        "email",
+        "email_bounced_5.1.1",
+    )
+    assert [e["template"] for e in platform.sent()] == ["case_opened", "visitor_undelivered"]
+    assert (folder / "handled" / "bounce-1.eml").exists()
+
+
+async def test_a_failed_sms_report_falls_back_to_email(platform: Platform) -> None:
+    case = case_opened(sms=True, email=True)
+    await platform.intake(case)
+    [sent] = platform.sent()
+    report = SmsDeliveryReport(
+        message_id=None,
+        tag=sent["notification_id"],
+        outcome="failed",
+        reason="sms_hard_bounce",
+        status="hardBounce",
+    )
+    unknown = replace(report, tag=str(uuid.uuid4()))
+    for each in (report, report, unknown):  # the same report twice, one for nothing of ours
+        await sms_report(platform.runtime, each)
+        await platform.settle()
+    [failed] = platform.failed()
+    assert (failed["channel"], failed["reason"]) == ("sms", "sms_hard_bounce")
+    assert [(e["channel"], e["template"]) for e in platform.sent()] == [
+        ("sms", "case_opened"),
+        ("email", "case_opened"),
+    ]
+    [mail] = platform.files("email")
+    assert "LYON8-2026-000123" in mail.read_text(encoding="utf-8")

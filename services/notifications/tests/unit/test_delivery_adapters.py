@@ -319,7 +319,7 @@ def test_unset_the_channels_are_files(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert type(channels["sms"]).__name__ == "FileSmsChannel"
     assert type(channels["email"]).__name__ == "FileEmailChannel"
     assert type(channels["mediator_inbox"]).__name__ == "FileMediatorInbox"
-    assert settings.http_port == 8703
+    assert settings.resolved_http_port() == (8703, False)
     assert settings.moment_window == timedelta(seconds=2)
 
 

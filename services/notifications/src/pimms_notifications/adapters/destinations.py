@@ -28,7 +28,8 @@ from pimms_servicekit.effects import (
     RetryPolicy,
 )
 
-from pimms_notifications.channels import Channel, OutgoingMessage
+from pimms_notifications import channels
+from pimms_notifications.channels import Channel, DeliveryChannel, OutgoingMessage
 
 CHANNEL_POLICY = RetryPolicy(
     first_delay=timedelta(seconds=5),
@@ -94,6 +95,49 @@ def outcome_of(error: OSError) -> RetryLater | Failed:
     if error.errno in _PERMANENT_ERRNOS:
         return Failed(reason=reason)
     return RetryLater(reason=reason)
+
+
+def effect_result(result: channels.DeliveryResult) -> DeliveryResult:
+    """A channel's answer as the dispatcher's: delivered with the receipt, retry, or failed."""
+    match result:
+        case channels.Delivered():
+            return Delivered(receipt=result.provider_message_id)
+        case channels.TransientFailure():
+            return RetryLater(reason=result.reason, after=result.retry_after)
+        case channels.PermanentFailure():
+            return Failed(reason=result.reason)
+
+
+class DeliveryDestination:
+    """A delivery channel (the SMS provider, SMTP, files) as an effect destination."""
+
+    def __init__(
+        self,
+        *,
+        name: NotificationChannel,
+        channel: DeliveryChannel,
+        policy: RetryPolicy = CHANNEL_POLICY,
+    ) -> None:
+        self.name: NotificationChannel = name
+        self.policy = policy
+        self.channel = channel
+
+    def __repr__(self) -> str:
+        return f"DeliveryDestination(name={self.name!r}, channel={self.channel!r})"
+
+    async def deliver(self, effect: Effect) -> DeliveryResult:
+        """Deliver the message the effect holds; the same notification id never adds one."""
+        try:
+            message = decode_message(effect.payload)
+        except ValueError as exc:
+            return Failed(reason=str(exc))
+        return effect_result(await self.channel.deliver(message))
+
+    async def aclose(self) -> None:
+        """Close the channel's connections (the SMS provider's HTTP client), if it has any."""
+        close = getattr(self.channel, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class ChannelDestination:

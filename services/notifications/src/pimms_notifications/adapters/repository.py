@@ -7,27 +7,38 @@ handlers need nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
 from pimms_contracts.partners.directory import PartnerDirectory
-from pimms_contracts.v1.internal import IntakeCaseOpened
+from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeCaseWithdrawn, IntakeDocumentsAdded
 from pimms_servicekit.storage import storable_text
 from pimms_servicekit.tables import parked
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pimms_notifications.adapters.tables import contact_profiles, notifications
+from pimms_notifications.adapters.tables import (
+    contact_profiles,
+    moment_notices,
+    notifications,
+    visitor_holds,
+)
 from pimms_notifications.adapters.templates import TemplateLibrary
 from pimms_notifications.domain.contacts import ContactProfile
-from pimms_notifications.domain.notices import TOLD_EVENTS
+from pimms_notifications.domain.moments import DEFAULT_WINDOW, PendingNotice
+from pimms_notifications.domain.notices import TOLD_EVENTS, Notice, facts_from_json, facts_to_json
+from pimms_notifications.domain.quiet_hours import QUIET_FROM, QUIET_UNTIL
+from pimms_notifications.domain.reminders import DEFAULT_REMINDER_DELAY, VisitorHold
 
-NotificationStatus = Literal["pending", "sent", "failed", "skipped"]
-"""pending: queued for its channel; sent / failed: the channel's final answer; skipped: not sent."""
+NotificationStatus = Literal["pending", "sent", "failed", "skipped", "merged"]
+"""pending: queued for its channel; sent / failed: the channel's final answer; skipped: not sent;
+merged: said inside another notification's message (one message per moment)."""
 
 _CHUNK = 500
 
@@ -46,6 +57,31 @@ class NotificationRecord:
     at: datetime
     status: NotificationStatus
     reason: str | None = None
+    moment_id: UUID | None = None
+    tried: str | None = None
+    """The channels that failed for good before this one, comma-separated ("sms")."""
+    receipt: str | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The service's timing rules, from its settings."""
+
+    moment_window: timedelta = DEFAULT_WINDOW
+    reminder_delay: timedelta = DEFAULT_REMINDER_DELAY
+    quiet_hours: tuple[time, time] | None = (QUIET_FROM, QUIET_UNTIL)
+    """(from, until), Paris time, when SMS wait; None: they never wait."""
+
+
+@dataclass(frozen=True)
+class WaitingCase:
+    """The notices of one case that wait for the end of their moment."""
+
+    case_id: str
+    correlation_id: str | None
+    notices: tuple[PendingNotice, ...]
+    causes: dict[UUID, str | None]
+    """The message that caused each notice (what the messages saying them are caused by)."""
 
 
 class NotificationsRepos:
@@ -57,10 +93,16 @@ class NotificationsRepos:
         *,
         templates: TemplateLibrary,
         directory: PartnerDirectory,
+        rules: Rules | None = None,
     ) -> None:
         self.session = session
         self.templates = templates
         self.directory = directory
+        self.rules = rules or Rules()
+        self._holds: dict[str, dict[str, VisitorHold]] = {}
+        self._saved_holds: dict[str, VisitorHold] = {}
+        self._new_notices: list[dict[str, Any]] = []
+        self._said: list[dict[str, Any]] = []
         self._profiles: dict[str, ContactProfile | None] = {}
         self._waiting: set[str] = set()
         self._new_profiles: dict[str, dict[str, Any]] = {}
@@ -87,12 +129,98 @@ class NotificationsRepos:
                 select(parked.c.park_key).where(parked.c.park_key.in_(keys)).distinct()
             )
             self._waiting.update(waiting.scalars())
+            self._holds.update({case_id: {} for case_id in chunk})
+            holds = await self.session.execute(
+                select(visitor_holds).where(
+                    visitor_holds.c.case_id.in_(chunk), visitor_holds.c.ended.is_(False)
+                )
+            )
+            for row in holds:
+                self._holds[row.case_id][row.referral_id] = _hold(row)
 
     async def profile(self, case_id: str) -> ContactProfile | None:
         """The contact profile of a case, if intake's case_opened has arrived."""
         if case_id not in self._profiles:
             await self.prefetch([_CaseRef(case_id)])
         return self._profiles.get(case_id)
+
+    def open_holds(self, case_id: str) -> list[VisitorHold]:
+        """The referrals of a (prefetched) case that wait for documents from the visitor."""
+        return [h for h in self._holds.get(case_id, {}).values() if not h.ended]
+
+    async def holds_due(self, *, before: datetime) -> list[VisitorHold]:
+        """Open holds whose last reminder (or start) is older than `before`, oldest first."""
+        await self.flush()
+        last = func.coalesce(visitor_holds.c.last_reminded_at, visitor_holds.c.since)
+        rows = await self.session.execute(
+            select(visitor_holds)
+            .where(visitor_holds.c.ended.is_(False), last <= before)
+            .order_by(last)
+            .limit(_CHUNK)
+        )
+        return [_hold(row) for row in rows]
+
+    async def waiting_cases(self, *, now: datetime) -> list[WaitingCase]:
+        """The cases with a notice whose moment is over at `now`, with all their waiting notices."""
+        await self.flush()
+        due = (
+            select(moment_notices.c.case_id)
+            .where(
+                moment_notices.c.moment_id.is_(None),
+                moment_notices.c.at <= now - self.rules.moment_window,
+            )
+            .distinct()
+            .limit(_CHUNK)
+        )
+        query = (
+            select(moment_notices)
+            .where(moment_notices.c.moment_id.is_(None), moment_notices.c.case_id.in_(due))
+            .order_by(moment_notices.c.case_id, moment_notices.c.at)
+        )
+        if self.session.get_bind().dialect.name != "sqlite":
+            query = query.with_for_update(skip_locked=True)  # another instance has them
+        by_case: dict[str, list[Any]] = defaultdict(list)
+        for row in await self.session.execute(query):
+            by_case[row.case_id].append(row)
+        return [
+            WaitingCase(
+                case_id=case_id,
+                correlation_id=next((r.correlation_id for r in rows if r.correlation_id), None),
+                notices=tuple(_pending(row) for row in rows),
+                causes={UUID(row.notification_id): row.causation_id for row in rows},
+            )
+            for case_id, rows in by_case.items()
+        ]
+
+    async def moment_parts(self, moment_id: UUID) -> tuple[PendingNotice, ...]:
+        """The notices a message said, in the order they arose."""
+        await self.flush()
+        rows = await self.session.execute(
+            select(moment_notices)
+            .where(moment_notices.c.moment_id == str(moment_id))
+            .order_by(moment_notices.c.at)
+        )
+        return tuple(_pending(row) for row in rows)
+
+    async def notification(self, notification_id: UUID) -> NotificationRecord | None:
+        """One notification, as last written."""
+        await self.flush()
+        row = (
+            await self.session.execute(
+                select(notifications).where(notifications.c.notification_id == str(notification_id))
+            )
+        ).first()
+        return _record(row) if row is not None else None
+
+    async def notification_by_receipt(self, receipt: str) -> NotificationRecord | None:
+        """The SMS the provider knows as `receipt`."""
+        await self.flush()
+        row = (
+            await self.session.execute(
+                select(notifications).where(notifications.c.receipt == receipt).limit(1)
+            )
+        ).first()
+        return _record(row) if row is not None else None
 
     def partner_name(self, partner_id: str | None) -> str | None:
         """The operator's name ("EDF", "La Poste"), never its id; None when unknown."""
@@ -163,6 +291,44 @@ class NotificationsRepos:
         else:
             self._told_unreachable[case_id] = at
 
+    def wait_for_moment(
+        self,
+        case_id: str,
+        notices: Iterable[PendingNotice],
+        *,
+        correlation_id: str | None,
+        causation_id: str | None = None,
+    ) -> None:
+        """Keep notices until their moment is over; a notice already kept is not kept twice."""
+        self._new_notices += [
+            {
+                "notification_id": str(item.notification_id),
+                "case_id": case_id,
+                "audience": item.notice.audience,
+                "template": item.notice.template,
+                "referral_id": str(item.notice.referral_id) if item.notice.referral_id else None,
+                "facts": facts_to_json(item.notice.facts),
+                "at": item.at,
+                "correlation_id": correlation_id,
+                "causation_id": causation_id,
+                "moment_id": None,
+            }
+            for item in notices
+        ]
+
+    def said(self, notification_ids: Iterable[UUID], *, moment_id: UUID) -> None:
+        """These waiting notices are said by the message `moment_id`."""
+        self._said += [
+            {"b_id": str(notification_id), "b_moment": str(moment_id)}
+            for notification_id in notification_ids
+        ]
+
+    def save_hold(self, hold: VisitorHold) -> None:
+        """Write a hold (new, reminded or ended)."""
+        key = str(hold.referral_id)
+        self._holds.setdefault(str(hold.case_id), {})[key] = hold
+        self._saved_holds[key] = hold
+
     def record(self, record: NotificationRecord) -> None:
         """Remember a notification (pending, failed or skipped); a replay of it changes nothing."""
         self._new_records.append(
@@ -176,16 +342,29 @@ class NotificationsRepos:
                 "language": record.language,
                 "at": record.at,
                 "status": record.status,
-                "reason": record.reason,
+                "reason": _reason(record.reason),
+                "receipt": record.receipt,
+                "moment_id": str(record.moment_id) if record.moment_id else None,
+                "tried": record.tried,
             }
         )
 
     def set_status(
-        self, notification_id: UUID, *, status: NotificationStatus, reason: str | None = None
+        self,
+        notification_id: UUID,
+        *,
+        status: NotificationStatus,
+        reason: str | None = None,
+        receipt: str | None = None,
     ) -> None:
-        """The channel's final answer for a pending notification."""
+        """The channel's final answer for a pending notification (and the provider's id)."""
         self._statuses.append(
-            {"b_id": str(notification_id), "b_status": status, "b_reason": reason}
+            {
+                "b_id": str(notification_id),
+                "b_status": status,
+                "b_reason": _reason(reason),
+                "b_receipt": receipt,
+            }
         )
 
     async def flush(self) -> None:
@@ -213,10 +392,36 @@ class NotificationsRepos:
             await self.session.execute(
                 update(notifications)
                 .where(notifications.c.notification_id == bindparam("b_id"))
-                .values(status=bindparam("b_status"), reason=bindparam("b_reason")),
+                .values(
+                    status=bindparam("b_status"),
+                    reason=bindparam("b_reason"),
+                    receipt=func.coalesce(bindparam("b_receipt"), notifications.c.receipt),
+                ),
                 self._statuses,
             )
             self._statuses = []
+        if self._new_notices:
+            await self.session.execute(
+                self._insert_ignoring(moment_notices, "notification_id"), self._new_notices
+            )
+            self._new_notices = []
+        if self._said:
+            await self.session.execute(
+                update(moment_notices)
+                .where(moment_notices.c.notification_id == bindparam("b_id"))
+                .values(moment_id=bindparam("b_moment")),
+                self._said,
+            )
+            self._said = []
+        if self._saved_holds:
+            keys = list(self._saved_holds)
+            await self.session.execute(
+                delete(visitor_holds).where(visitor_holds.c.referral_id.in_(keys))
+            )
+            await self.session.execute(
+                visitor_holds.insert(), [_hold_row(h) for h in self._saved_holds.values()]
+            )
+            self._saved_holds = {}
 
     def _insert_ignoring(self, table: Table, key: str) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that skips rows already there (a replay), on either backend."""
@@ -233,7 +438,9 @@ class _CaseRef:
 
 
 def _case_of(payload: object) -> str | None:
-    if isinstance(payload, IntakeCaseOpened | _CaseRef):
+    if isinstance(
+        payload, IntakeCaseOpened | IntakeDocumentsAdded | IntakeCaseWithdrawn | _CaseRef
+    ):
         return str(payload.case_id)
     if isinstance(payload, TOLD_EVENTS):
         return str(payload.case_id)
@@ -256,6 +463,64 @@ def _profile(row: Any) -> ContactProfile:
     )
 
 
+def _reason(reason: str | None) -> str | None:
+    return reason[:60] if reason else reason
+
+
+def _pending(row: Any) -> PendingNotice:
+    notice = Notice(
+        audience=row.audience,
+        template=row.template,
+        referral_id=UUID(row.referral_id) if row.referral_id else None,
+        facts=facts_from_json(row.facts),
+    )
+    return PendingNotice(notification_id=UUID(row.notification_id), notice=notice, at=row.at)
+
+
+def _hold(row: Any) -> VisitorHold:
+    return VisitorHold(
+        case_id=UUID(row.case_id),
+        referral_id=UUID(row.referral_id),
+        partner_id=row.partner_id,
+        documents=tuple(json.loads(row.documents)),
+        since=row.since,
+        reminders_sent=row.reminders_sent,
+        last_reminded_at=row.last_reminded_at,
+        ended=row.ended,
+    )
+
+
+def _hold_row(hold: VisitorHold) -> dict[str, Any]:
+    return {
+        "referral_id": str(hold.referral_id),
+        "case_id": str(hold.case_id),
+        "partner_id": hold.partner_id,
+        "documents": json.dumps(list(hold.documents)),
+        "since": hold.since,
+        "reminders_sent": hold.reminders_sent,
+        "last_reminded_at": hold.last_reminded_at,
+        "ended": hold.ended,
+    }
+
+
+def _record(r: Any) -> NotificationRecord:
+    return NotificationRecord(
+        notification_id=UUID(r.notification_id),
+        case_id=r.case_id,
+        referral_id=UUID(r.referral_id) if r.referral_id else None,
+        audience=r.audience,
+        channel=r.channel,
+        template=r.template,
+        language=r.language,
+        at=r.at,
+        status=r.status,
+        reason=r.reason,
+        moment_id=UUID(r.moment_id) if r.moment_id else None,
+        tried=r.tried,
+        receipt=r.receipt,
+    )
+
+
 async def notifications_of_case(session: AsyncSession, *, case_id: str) -> list[NotificationRecord]:
     """Every notification of a case, oldest first (support tools, tests)."""
     rows = (
@@ -265,18 +530,4 @@ async def notifications_of_case(session: AsyncSession, *, case_id: str) -> list[
             .order_by(notifications.c.at, notifications.c.notification_id)
         )
     ).all()
-    return [
-        NotificationRecord(
-            notification_id=UUID(r.notification_id),
-            case_id=r.case_id,
-            referral_id=UUID(r.referral_id) if r.referral_id else None,
-            audience=r.audience,
-            channel=r.channel,
-            template=r.template,
-            language=r.language,
-            at=r.at,
-            status=r.status,
-            reason=r.reason,
-        )
-        for r in rows
-    ]
+    return [_record(r) for r in rows]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 from uuid import UUID
 
 from pimms_contracts.v1.internal import PartnerReportRefused
@@ -14,9 +15,12 @@ from pimms_contracts.v1.lifecycle import (
     ReferralAccepted,
     ReferralCompleted,
     ReferralDeliveryFailed,
+    ReferralDocumentsForwarded,
+    ReferralEscalated,
     ReferralExpired,
     ReferralOnHold,
     ReferralRejected,
+    ReferralReminded,
     ReferralUnroutable,
 )
 
@@ -36,6 +40,10 @@ REFERRAL_UNROUTABLE = "referral_unroutable"
 REFERRAL_DELIVERY_FAILED = "referral_delivery_failed"
 PARTNER_REPORT_REFUSED = "partner_report_refused"
 VISITOR_UNREACHABLE = "visitor_unreachable"
+VISITOR_UNDELIVERED = "visitor_undelivered"
+"""A visitor message failed on every channel they allow: the mediator tells them by hand."""
+DOCUMENTS_FORWARDED = "documents_forwarded"
+"""The documents the partner asked for were forwarded to it, none is missing any more."""
 # Moments that are not one lifecycle event.
 DOCUMENT_REMINDER = "document_reminder"
 """The visitor is reminded of the documents a held referral still waits for."""
@@ -78,6 +86,8 @@ ALL_VISITOR_TEMPLATES: frozenset[str] = VISITOR_TEMPLATES | {DOCUMENT_REMINDER}
 ALL_MEDIATOR_TEMPLATES: frozenset[str] = MEDIATOR_TEMPLATES | {
     PARTNER_REMINDED,
     REFERRAL_ESCALATED,
+    VISITOR_UNDELIVERED,
+    DOCUMENTS_FORWARDED,
 }
 """Every template a mediator notice may name (COMBINED aside)."""
 
@@ -127,6 +137,9 @@ TOLD_EVENTS: tuple[type[Told], ...] = (
     ReferralDeliveryFailed,
     CaseClosed,
     PartnerReportRefused,
+    ReferralReminded,
+    ReferralEscalated,
+    ReferralDocumentsForwarded,
 )
 """The events someone is told of; the others (requested, transmitted, ...) are not ours."""
 
@@ -143,6 +156,18 @@ def visitor_unreachable_notice(*, failed_template: str, referral_id: UUID | None
         template=VISITOR_UNREACHABLE,
         referral_id=referral_id,
         facts=Facts(failed_template=failed_template),
+    )
+
+
+def visitor_undelivered_notice(
+    *, failed_template: str, referral_id: UUID | None, reason: str
+) -> Notice:
+    """The mediator learns a visitor message failed on every channel the visitor allows."""
+    return Notice(
+        audience="mediator",
+        template=VISITOR_UNDELIVERED,
+        referral_id=referral_id,
+        facts=Facts(failed_template=failed_template, delivery_reason=reason),
     )
 
 
@@ -198,6 +223,27 @@ def who_is_told(event: Told) -> tuple[Notice, ...]:
         case CaseClosed():
             facts = Facts(case_outcome=event.outcome, withdrawal_reason=event.reason)
             return _both(CASE_CLOSED, None, facts)
+        case ReferralReminded():
+            return (
+                partner_reminded_notice(
+                    referral_id=event.referral_id,
+                    partner_id=event.partner_id,
+                    reminder=event.reminder,
+                ),
+            )
+        case ReferralEscalated():
+            return (
+                referral_escalated_notice(
+                    referral_id=event.referral_id, partner_id=event.partner_id
+                ),
+            )
+        case ReferralDocumentsForwarded():
+            if event.missing_documents:
+                # Some of what the partner asked for is still missing: both hear what is left.
+                facts = Facts(partner_id=event.partner_id, documents=tuple(event.missing_documents))
+                return _both(REFERRAL_ON_HOLD_DOCUMENTS, event.referral_id, facts)
+            facts = Facts(partner_id=event.partner_id, documents=tuple(event.documents))
+            return (Notice("mediator", DOCUMENTS_FORWARDED, event.referral_id, facts),)
         case PartnerReportRefused():
             facts = Facts(
                 partner_id=event.partner_id,
@@ -214,6 +260,20 @@ def who_is_told(event: Told) -> tuple[Notice, ...]:
 def notification_id(*, message_id: str, audience: Audience, template: str) -> UUID:
     """The same consumed message always gives the same id: a redelivery rewrites, never adds."""
     return uuid.uuid5(_NOTIFICATION_NAMESPACE, f"{message_id}:{audience}:{template}")
+
+
+def facts_to_json(facts: Facts) -> str:
+    """The facts of a notice as stored while it waits for its moment."""
+    return json.dumps(asdict(facts), separators=(",", ":"), sort_keys=True)
+
+
+def facts_from_json(text: str) -> Facts:
+    """Facts stored by `facts_to_json` (unknown keys of a later version are ignored)."""
+    data: dict[str, Any] = json.loads(text)
+    known = {name: value for name, value in data.items() if name in Facts.__dataclass_fields__}
+    if "documents" in known:
+        known["documents"] = tuple(known["documents"])
+    return Facts(**known)
 
 
 def _partner(event: ReferralAccepted | ReferralExpired) -> Facts:

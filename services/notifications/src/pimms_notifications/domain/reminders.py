@@ -13,7 +13,15 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from pimms_contracts.v1.internal import IntakeCaseWithdrawn, IntakeDocumentsAdded
-from pimms_contracts.v1.lifecycle import CaseClosed, LifecycleEvent, ReferralEvent, ReferralOnHold
+from pimms_contracts.v1.lifecycle import (
+    CaseClosed,
+    LifecycleEvent,
+    ReferralDocumentsForwarded,
+    ReferralEscalated,
+    ReferralEvent,
+    ReferralOnHold,
+    ReferralReminded,
+)
 
 from pimms_notifications.domain.notices import (
     DOCUMENT_REMINDER,
@@ -55,6 +63,19 @@ def hold_started(event: ReferralOnHold) -> VisitorHold | None:
     )
 
 
+def hold_from_forwarded(event: ReferralDocumentsForwarded) -> VisitorHold | None:
+    """Documents were forwarded but some are still missing: a new hold for what is left."""
+    if not event.missing_documents:
+        return None
+    return VisitorHold(
+        case_id=event.case_id,
+        referral_id=event.referral_id,
+        partner_id=event.partner_id,
+        documents=tuple(event.missing_documents),
+        since=event.occurred_at,
+    )
+
+
 def hold_after(hold: VisitorHold, event: HoldEvent) -> VisitorHold:
     """The hold once `event` is known: ended when the visitor acted, it moved on, or it closed."""
     if hold.ended or event.case_id != hold.case_id:
@@ -62,6 +83,11 @@ def hold_after(hold: VisitorHold, event: HoldEvent) -> VisitorHold:
     match event:
         case IntakeDocumentsAdded() | IntakeCaseWithdrawn() | CaseClosed():
             return replace(hold, ended=True)
+        case ReferralReminded() | ReferralEscalated():
+            return hold  # the partner is chased: the visitor still has documents to bring
+        case ReferralDocumentsForwarded() if event.referral_id == hold.referral_id:
+            # The visitor acted: what is still missing is a new hold, its reminders start over.
+            return hold_from_forwarded(event) or replace(hold, ended=True)
         case ReferralOnHold() if event.referral_id == hold.referral_id:
             # The partner asks again (perhaps for other documents): the count starts over.
             return hold_started(event) or replace(hold, ended=True)

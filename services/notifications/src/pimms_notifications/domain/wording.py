@@ -163,6 +163,7 @@ TEMPLATE_LABELS: Mapping[str, str] = {
     "referral_expired": "l'absence de réponse du partenaire",
     "case_closed": "la clôture du dossier",
     "document_reminder": "le rappel des pièces manquantes",
+    "combined": "plusieurs nouvelles de son dossier",
 }
 
 
