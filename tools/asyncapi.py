@@ -44,7 +44,7 @@ from pimms_contracts.partners.directory import (
     WebhookTransport,
 )
 from pimms_contracts.registry import ALL_EVENTS
-from pimms_contracts.v1 import frontoffice, internal, lifecycle, notifications
+from pimms_contracts.v1 import assessments, frontoffice, internal, lifecycle, notifications
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "contracts" / "asyncapi"
 VERSION = "1.0.0"
@@ -56,6 +56,7 @@ SERVICES = {
     "referrals": "pimms_referrals",
     "partner-gateways": "pimms_partner_gateways",
     "notifications": "pimms_notifications",
+    "reporting": "pimms_reporting",
 }
 
 DESCRIPTIONS = {
@@ -67,6 +68,8 @@ DESCRIPTIONS = {
     "answers back into platform statuses.",
     "notifications": "Tells the visitor and the mediator what the contract says, on a channel the "
     "visitor consented to, in their language.",
+    "reporting": "Projects the lifecycle, notifications and mediators' assessments into the yearly "
+    "partnership review (no personal data).",
 }
 
 # The event types each platform topic carries (specs/front-office.md and the services' code).
@@ -96,6 +99,7 @@ TOPIC_EVENTS: dict[str, tuple[type[Event], ...]] = {
         internal.PartnerReportRefused,
     ),
     topics.REFERRAL_ALERTS: (internal.PartnerReportRefused,),
+    topics.INTAKE_ASSESSMENTS: (assessments.AssessmentRecorded,),
 }
 
 # A partner's own format: (content type, where it is specified).
