@@ -89,6 +89,9 @@ class FakeProvider:
         return JSONResponse({"reference": "ref", "messageId": self.next_id, "smsCount": 1}, 201)
 
     async def _report(self, url: str, report: dict[str, Any]) -> None:
+        # A real report comes seconds after the send (were it first, the service would still fail
+        # the SMS and fall back, without announcing it sent).
+        await asyncio.sleep(0.5)
         try:
             async with httpx.AsyncClient(timeout=30) as client:
                 response = await client.post(url, json=report)
@@ -263,8 +266,20 @@ async def stop(app: Any) -> None:
         await asyncio.wait_for(asyncio.shield(app.stop()), timeout=60)
     except TimeoutError:
         for task in asyncio.all_tasks():
-            task.print_stack(limit=12)
+            if task.cancelling():
+                print(f"stuck while cancelled: {task.get_name()}: {' <- '.join(awaiting(task))}")
         raise
+
+
+def awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """Where a task waits: its chain of awaited coroutines, outermost first."""
+    chain, current = [], task.get_coro()
+    while current is not None:
+        frame = getattr(current, "cr_frame", None) or getattr(current, "ag_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        current = getattr(current, "cr_await", None) or getattr(current, "ag_await", None)
+    return chain
 
 
 def kinds(records: list[Record]) -> list[tuple[str, str, str | None, str]]:
