@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from pimms_cli.config import SERVICES, is_postgresql
+from pimms_cli.config import SERVICES, is_postgresql, platform_services
 from pimms_cli.dev import stop_message
 from pimms_cli.devtime import ClockSettingError, describe_time, time_environment
 from pimms_cli.docs import documents_dir, load_documents, make_server, render_document
@@ -118,7 +118,7 @@ def test_instances_have_their_own_names_ports_and_log_files(tmp_path: Path) -> N
 
 def test_pimms_docs_serves_each_services_asyncapi_document() -> None:
     documents = load_documents(documents_dir())
-    assert set(documents) == {s.name for s in SERVICES}
+    assert set(documents) == {s.name for s in platform_services()}
     page = render_document("intake", documents["intake"])
     assert "pimms.intake.needs.v1" in page
     assert "fr.pimms.need.submitted.v1" in page

@@ -396,27 +396,50 @@ async def test_a_replayed_dead_letter_is_processed_once(
     assert outcome == "handled"
 
 
-async def test_published_messages_continue_the_trace_of_their_cause(
+async def test_events_continue_the_trace_of_their_cause_and_partner_feeds_carry_none(
     pipeline: BatchPipeline[NoteRepos], database: Database
 ) -> None:
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from pimms_contracts.v1.frontoffice import NeedAccepted
+
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    traced = record({"id": "t"}, offset=0, ce_id="t1")
+    plain = record({"id": "u"}, offset=1, ce_id="u1")
     traced = Incoming(
-        topic=traced.topic,
+        topic=plain.topic,
         partition=0,
         offset=0,
-        key=traced.key,
-        value=traced.value,
-        headers=(*traced.headers, ("traceparent", parent.encode())),
+        key=plain.key,
+        value=plain.value,
+        headers=(*plain.headers, ("traceparent", parent.encode())),
         timestamp_ms=0,
     )
-    await pipeline.process_incoming([traced, record({"id": "u"}, offset=1, ce_id="u1")])
-    out = [r for r in await outbox_rows(database) if r.topic == "out"]
+    async with database.transaction() as session:
+        uow = pipeline.unit_of_work(session)
+        for incoming, correlation in ((traced, None), (plain, str(uuid4()))):
+            uow.begin_message(incoming, case_id=None, correlation_id=correlation, event_type=None)
+            event = NeedAccepted(
+                submission_id="s",
+                case_id=uuid4(),
+                case_reference="LYON8-2026-000001",
+                accepted_at=datetime.now(UTC),
+            )
+            uow.emit(event, topic="events", key="k")
+            uow.publish(topic="partner", key="k", value=b"payload alone", event_type="p")
+            uow.end_message()
+        await uow.flush()
+    rows = await outbox_rows(database)
     parents = [
-        base64.b64decode(v).decode() for r in out for n, v in r.headers if n == "traceparent"
+        base64.b64decode(v).decode()
+        for r in rows
+        if r.topic == "events"
+        for n, v in r.headers
+        if n == "traceparent"
     ]
     assert len(parents) == 2
     assert parents[0].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
     assert parents[0] != parent  # a new span of the same trace
     assert not parents[1].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
     assert all(len(p.split("-")[1]) == 32 for p in parents)
+    assert all(r.headers == [] for r in rows if r.topic == "partner")

@@ -1,8 +1,8 @@
-"""W3C trace context across Kafka: every message the platform publishes carries a `traceparent`
-header, continuing the trace of the message that caused it (from the front office to the partner
-and back). The trace id of a case journey with no incoming trace is its correlation id, so support
-staff find the same journey under either name. Exporting spans (OTLP) is a deployment's choice;
-the headers are always there.
+"""W3C trace context across Kafka: every platform event carries a `traceparent` header,
+continuing the trace of the message that caused it, from the front office through every service
+(partner feeds carry the partner's payload alone, as specs/partners.md requires). The trace id of a
+case journey with no incoming trace is its correlation id, so support staff find the same journey
+under either name. Exporting spans (OTLP) is a deployment's choice; the headers are always there.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ class UnitOfWork(Generic[R]):
             topic=topic,
             key=key,
             value=value,
-            headers=[*headers, *self._trace_headers()],
+            headers=headers,  # a partner's payload alone (specs/partners.md): no trace header
             case_id=self._frame.case_id,
             event_type=event_type,
             detail=detail,

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import httpx
 from pimms_contracts.partners import PartnerDirectory, WebhookTransport
-from pimms_servicekit.clock import Clock
+from pimms_servicekit.clock import Clock, SystemClock, is_steered
 from pimms_servicekit.effects import (
     Delivered,
     DeliveryResult,
@@ -77,7 +77,9 @@ class WebhookDestination:
         self.name = partner_destination(partner_id)
         self.policy = webhook_policy(timeout=timeout)
         self._directory = directory
-        self._clock = clock
+        # Signatures and their time window are about real-world time: a steered platform clock
+        # (pimms dev --time-scale) does not apply to them. An injected test clock does.
+        self._clock = SystemClock() if is_steered(clock) else clock
         self._environ = os.environ if environ is None else environ
         self._timeout = timeout
         self._transport = transport

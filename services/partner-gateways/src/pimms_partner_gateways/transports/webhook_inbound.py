@@ -15,7 +15,7 @@ from typing import Literal
 
 from pimms_contracts import topics
 from pimms_contracts.partners import WebhookTransport
-from pimms_servicekit.clock import Clock
+from pimms_servicekit.clock import Clock, SystemClock, is_steered
 from pimms_servicekit.dead_letters import Original
 from pimms_servicekit.logging import get_logger
 from starlette.requests import Request
@@ -62,7 +62,9 @@ class WebhookResponses:
     ) -> None:
         self._partners = partners
         self._apply = apply
-        self._clock = clock
+        # Signatures and their time window are about real-world time: a steered platform clock
+        # (pimms dev --time-scale) does not apply to them. An injected test clock does.
+        self._clock = SystemClock() if is_steered(clock) else clock
         self._environ = os.environ if environ is None else environ
         self.body_limit = body_limit
 
