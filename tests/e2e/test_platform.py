@@ -129,7 +129,8 @@ async def notified(
             for r in running.watcher.of(topics.NOTIFICATIONS, "fr.pimms.notification.sent.v1")
             if r.json["case_id"] == case_id
             and r.json["audience"] == audience
-            and template_part in r.json["template"]
+            # one message per moment (specs/front-office.md): news of one moment is one message
+            and (template_part in r.json["template"] or r.json["template"] == "combined")
         ]
 
     await running.watcher.wait_for(
