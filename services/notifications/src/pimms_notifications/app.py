@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -180,6 +181,8 @@ async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
     At shutdown the current round (one unit of work, milliseconds) ends before the job stops: a
     query cancelled half-way leaves its pooled connection unusable for whoever takes it next.
     """
+    failing_since: float | None = None
+    delay = seconds
     while True:
         current = asyncio.ensure_future(job())
         try:
@@ -189,8 +192,18 @@ async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
                 await asyncio.wait_for(current, timeout=ROUND_GRACE_S)
             raise
         except Exception as exc:
-            log.warning("job.failed", error=type(exc).__name__)
-        await asyncio.sleep(seconds)
+            # An outage is said once when it starts and once when it ends, and waited out
+            # with backoff: not a line a second.
+            if failing_since is None:
+                failing_since = time.monotonic()
+                log.warning("job.failed", error=type(exc).__name__)
+            delay = min(delay * 2, 30.0)
+        else:
+            if failing_since is not None:
+                log.info("job.recovered", failed_s=round(time.monotonic() - failing_since, 1))
+                failing_since = None
+            delay = seconds
+        await asyncio.sleep(delay)
 
 
 async def _close_at_shutdown(destinations: Sequence[Destination]) -> None:
