@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -377,16 +378,26 @@ class ServiceRuntime(Generic[R]):
 
 
 async def _supervised(name: str, job: Background) -> None:
-    """Run a background job; if it fails, log and start it again after a pause."""
+    """Run a background job; if it fails, start it again after a pause that grows while it keeps
+    failing (an outage is logged once when it starts and once when it ends, not every round)."""
+    failing_since: float | None = None
+    delay = 2.0
     while True:
+        started = time.monotonic()
         try:
             await job()
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("background.failed", job=name, error=type(exc).__name__)
-            await asyncio.sleep(2.0)
+            if time.monotonic() - started > 60:
+                failing_since, delay = None, 2.0  # it ran a while: a new failure, not the same one
+            if failing_since is None:
+                failing_since = time.monotonic()
+                log.error("background.failed", job=name, error=type(exc).__name__)
+            else:
+                delay = min(delay * 2, 30.0)
+            await asyncio.sleep(delay)
 
 
 async def _tolerant_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
