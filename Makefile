@@ -25,9 +25,15 @@ demo: install
 dev: install
 	$(UV) run pimms dev
 
-## Everything CI checks: lint, formatting, types, import rules, schemas, all tests.
+## Lint, formatting, types, import rules, then unit and integration tests (real broker, SQLite and
+## PostgreSQL). The end-to-end suites (whole platform as processes) are `make test-e2e`.
 test: install lint typecheck imports
-	$(UV) run pytest -q
+	$(UV) run pytest -q -m "not e2e"
+
+## The end-to-end suites: the platform as real processes (demo, hostile input, SIGKILL, runbook).
+.PHONY: test-e2e
+test-e2e: install
+	$(UV) run pytest -q -m "e2e and not faults"
 
 lint:
 	$(UV) run ruff check .
@@ -54,8 +60,7 @@ docs: install
 unit: install
 	$(UV) run pytest -q -m "not integration and not e2e"
 
-e2e: install
-	$(UV) run pytest -q -m e2e
+e2e: test-e2e
 
 bench: install
 	$(UV) run python bench/pipeline_throughput.py

@@ -229,3 +229,53 @@ async def test_a_hung_destination_does_not_hold_up_another(
         hung_loop.cancel()
         fine_loop.cancel()
         await asyncio.gather(hung_loop, fine_loop, return_exceptions=True)
+
+
+async def test_a_round_of_hooks_is_prepared_once_then_each_hook_runs_in_order(
+    pipeline: BatchPipeline[Repos], outcomes: list[tuple[str, Outcome]]
+) -> None:
+    hooks: Hooks[Repos] = Hooks()
+    rounds: list[list[str]] = []
+
+    @hooks.before_delivered(Sent)
+    async def prepare(items: list[tuple[Sent, Outcome]], uow: UnitOfWork[Repos]) -> None:
+        rounds.append([data.notification for data, _ in items])
+
+    @hooks.delivered(Sent)
+    async def sent(data: Sent, outcome: Outcome, uow: UnitOfWork[Repos]) -> None:
+        outcomes.append((data.notification, outcome))
+
+    script = Script(
+        "sms", {"n1": [Delivered()], "n2": [Failed(reason="bad_number")], "n3": [Delivered()]}
+    )
+    await queue(pipeline, "sms", ["n1", "n2", "n3"])
+    assert await dispatcher(script, pipeline, hooks).deliver_due() == 3
+    assert rounds == [["n1", "n3"]]  # only the delivered ones, once for the round
+    assert [n for n, _ in outcomes] == ["n1", "n3"]
+    stored = await rows(pipeline.database)
+    assert (stored["n1"].outcome, stored["n2"].outcome, stored["n3"].outcome) == (
+        "delivered",
+        "failed",
+        "delivered",
+    )
+    assert stored["n2"].last_error == "bad_number"
+
+
+async def test_only_the_dispatchers_with_new_effects_are_woken_after_a_commit(
+    pipeline: BatchPipeline[Repos], hooks: Hooks[Repos]
+) -> None:
+    woken: list[set[str]] = []
+    pipeline.on_commit = lambda uow: woken.append(set(uow.effects.destinations))
+    async with pipeline.database.transaction() as session:
+        uow = pipeline.unit_of_work(session)
+        uow.begin_hook(case_id="c", correlation_id="corr")
+        uow.dispatch(destination="sms", idempotency_key="k", payload=b"x")
+        uow.end_message()
+        await uow.flush()
+    pipeline._committed(uow)
+    async with pipeline.database.transaction() as session:
+        quiet = pipeline.unit_of_work(session)
+        await quiet.flush()
+    pipeline._committed(quiet)
+    assert woken == [{"sms"}, set()]
+    assert (uow.outbox.written, quiet.outbox.written) == (0, 0)

@@ -91,4 +91,5 @@ def deliver_batches_to(runtime: Any, destination: BatchDestination) -> None:
         poll_interval=plain.poll_interval,
     )
     dispatcher.on_outcome = plain.on_outcome
+    dispatcher.on_committed = plain.on_committed
     runtime.dispatchers[destination.name] = dispatcher

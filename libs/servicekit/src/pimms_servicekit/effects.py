@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit.clock import Clock
@@ -120,6 +120,7 @@ class EffectBuffer:
     def __init__(self, *, clock: Clock) -> None:
         self.clock = clock
         self.rows: list[dict[str, Any]] = []
+        self.destinations: set[str] = set()  # of the rows inserted: only their dispatchers wake
 
     def add(
         self,
@@ -153,6 +154,7 @@ class EffectBuffer:
         count = len(self.rows)
         if self.rows:
             await session.execute(insert(effects), self.rows)
+            self.destinations.update(row["destination"] for row in self.rows)
             self.rows = []
         return count
 
@@ -196,6 +198,8 @@ class EffectDispatcher:
         self.stats = DispatchStats()
         self._wake = asyncio.Event()
         self.on_outcome: Callable[[str, str], None] | None = None
+        # After a commit of hooks' work: wake whoever has new rows (the relay, other dispatchers).
+        self.on_committed: Callable[[UnitOfWork[Any]], None] | None = None
 
     @property
     def name(self) -> str:
@@ -341,6 +345,9 @@ class EffectDispatcher:
                     )
                 )
             }
+            retried: list[dict[str, Any]] = []
+            done: list[dict[str, Any]] = []
+            hooked: list[tuple[HookCall, Outcome]] = []
             for effect, result in results:
                 attempts = effect.attempts + 1
                 if isinstance(result, RetryLater):
@@ -350,14 +357,13 @@ class EffectDispatcher:
                     )
                     if attempts < policy.max_attempts and not too_old:
                         wait = result.after or policy.delay(attempts, self.rng)
-                        await session.execute(
-                            update(effects)
-                            .where(effects.c.id == effect.id)
-                            .values(
-                                attempts=attempts,
-                                next_attempt_at=now + wait,
-                                last_error=storable_text(result.reason, limit=300),
-                            )
+                        retried.append(
+                            {
+                                "effect_id": effect.id,
+                                "attempts": attempts,
+                                "next_attempt_at": now + wait,
+                                "last_error": storable_text(result.reason, limit=300),
+                            }
                         )
                         self.stats.retried += 1
                         uow.log(
@@ -377,16 +383,14 @@ class EffectDispatcher:
                 delivered = isinstance(final, Delivered)
                 receipt = final.receipt if isinstance(final, Delivered) else None
                 reason = final.reason if isinstance(final, Failed) else None
-                await session.execute(
-                    update(effects)
-                    .where(effects.c.id == effect.id)
-                    .values(
-                        attempts=attempts,
-                        done_at=now,
-                        outcome="delivered" if delivered else "failed",
-                        receipt=storable_text(receipt, limit=200),
-                        last_error=storable_text(reason, limit=300),
-                    )
+                done.append(
+                    {
+                        "effect_id": effect.id,
+                        "attempts": attempts,
+                        "outcome": "delivered" if delivered else "failed",
+                        "receipt": storable_text(receipt, limit=200),
+                        "last_error": storable_text(reason, limit=300),
+                    }
                 )
                 if self.on_outcome is not None:
                     self.on_outcome(self.name, "delivered" if delivered else "failed")
@@ -412,9 +416,39 @@ class EffectDispatcher:
                         receipt=receipt,
                         reason=reason,
                     )
-                    await self.hooks.run(HookCall.from_json(stored), outcome, uow)
+                    hooked.append((HookCall.from_json(stored), outcome))
+            # One statement for every outcome of the round (executemany), then the hooks.
+            if retried:
+                await session.execute(_RETRY_LATER, retried)
+            if done:
+                await session.execute(_DONE, [{**row, "done_at": now} for row in done])
+            await self.hooks.run_round(hooked, uow)
             await uow.flush()
         uow.committed()
+        if self.on_committed is not None:
+            self.on_committed(uow)
+
+
+_RETRY_LATER = (
+    update(effects)
+    .where(effects.c.id == bindparam("effect_id"))
+    .values(
+        attempts=bindparam("attempts"),
+        next_attempt_at=bindparam("next_attempt_at"),
+        last_error=bindparam("last_error"),
+    )
+)
+_DONE = (
+    update(effects)
+    .where(effects.c.id == bindparam("effect_id"))
+    .values(
+        attempts=bindparam("attempts"),
+        done_at=bindparam("done_at"),
+        outcome=bindparam("outcome"),
+        receipt=bindparam("receipt"),
+        last_error=bindparam("last_error"),
+    )
+)
 
 
 async def effects_backlog(session: AsyncSession) -> int:

@@ -71,6 +71,7 @@ def make_broker(settings: ServiceSettings, *, client_id: str) -> KafkaBroker:
         client_id=client_id,
         enable_idempotence=settings.kafka_enable_idempotence,
         acks="all",
+        request_timeout_ms=settings.kafka_request_timeout_ms,
         logger=logger,
         log_level=logging.DEBUG,
         graceful_timeout=30.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import uuid4
@@ -44,27 +44,39 @@ class Incoming:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
     timestamp_ms: int
+    # Decoded once, on first use: the pipeline asks for the same headers many times a message.
+    _texts: dict[str, str | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _id: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """A header as text (last one wins), or None when absent or not UTF-8."""
-        for header_name, value in reversed(self.headers):
-            if header_name == name:
+        texts = self._texts
+        if texts is None:
+            texts = {}
+            for header_name, value in self.headers:
                 try:
-                    return value.decode()
+                    texts[header_name] = value.decode()
                 except UnicodeDecodeError:
-                    return None
-        return None
+                    texts[header_name] = None
+            object.__setattr__(self, "_texts", texts)
+        return texts.get(name)
 
     @property
     def message_id(self) -> str:
         """The CloudEvents id; for senders without CloudEvents headers (partners), the record's
         position and a digest of its content: a redelivery has the same id, while a new message at
         a position seen before (a topic recreated, the memory-only broker restarted) does not."""
+        if self._id is not None:
+            return self._id
         ce_id = self.header(H_ID)
-        if ce_id:
-            return ce_id
-        digest = hashlib.sha256((self.key or b"") + b"\x00" + (self.value or b"")).hexdigest()[:16]
-        return f"{self.topic}:{self.partition}:{self.offset}:{digest}"
+        if not ce_id:
+            content = (self.key or b"") + b"\x00" + (self.value or b"")
+            digest = hashlib.sha256(content).hexdigest()[:16]
+            ce_id = f"{self.topic}:{self.partition}:{self.offset}:{digest}"
+        object.__setattr__(self, "_id", ce_id)
+        return ce_id
 
     @property
     def event_type(self) -> str | None:

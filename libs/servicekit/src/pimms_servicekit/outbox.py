@@ -29,6 +29,7 @@ from pimms_servicekit.tables import outbox
 
 if TYPE_CHECKING:
     from pimms_servicekit.effects import UowFactory
+    from pimms_servicekit.unit_of_work import UnitOfWork
 
 log = get_logger("pimms.outbox")
 
@@ -51,6 +52,7 @@ class OutboxBuffer:
         self.source = source
         self.clock = clock
         self.rows: list[dict[str, Any]] = []
+        self.written = 0  # rows inserted by this unit of work (the relay is woken only then)
 
     def event(
         self,
@@ -126,6 +128,7 @@ class OutboxBuffer:
         if self.rows:
             await session.execute(insert(outbox), self.rows)
             self.rows = []
+            self.written += count
         return count
 
 
@@ -174,6 +177,8 @@ class OutboxRelay:
         self.hooks: Hooks[Any] = hooks or Hooks()
         self.make_uow = make_uow
         self.on_published: Callable[[Sequence[Outgoing]], None] | None = None
+        # After a commit of hooks' work: wake the dispatchers that have new effects.
+        self.on_committed: Callable[[UnitOfWork[Any]], None] | None = None
         self.stats = RelayStats()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -274,13 +279,13 @@ class OutboxRelay:
             if self.make_uow is None:
                 raise RuntimeError("outbox rows name hooks but the relay has no unit of work")
             uow = self.make_uow(session)
-            for row in hooked:
-                await self.hooks.run(
-                    HookCall.from_json(row.on_sent), Outcome(delivered=True, at=now), uow
-                )
+            sent = Outcome(delivered=True, at=now)
+            await self.hooks.run_round([(HookCall.from_json(r.on_sent), sent) for r in hooked], uow)
             follow_ups = len(uow.outbox.rows)
             await uow.flush()
         uow.committed()
+        if self.on_committed is not None:
+            self.on_committed(uow)
         if follow_ups:
             self._wake.set()
 

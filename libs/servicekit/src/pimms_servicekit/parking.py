@@ -47,6 +47,14 @@ async def park(
     )
 
 
+async def parked_keys(session: AsyncSession, *, limit: int) -> set[str] | None:
+    """The keys messages are parked under, or None when there are more than `limit` of them
+    (then each release asks for its own key)."""
+    rows = await session.execute(select(parked.c.park_key).distinct().limit(limit + 1))
+    keys = set(rows.scalars())
+    return keys if len(keys) <= limit else None
+
+
 async def unpark(session: AsyncSession, *, key: str) -> list[Incoming]:
     """The messages parked under `key`, in arrival order, removed from the parking."""
     stored_key = storable_text(key, limit=200)

@@ -76,7 +76,7 @@ class BatchPipeline(Generic[R]):
         handlers: Handlers[R],
         repositories: Callable[[AsyncSession], R],
         consumer: str | None = None,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[UnitOfWork[R]], None] | None = None,
     ) -> None:
         self.service = service
         self.consumer = consumer or service
@@ -361,4 +361,4 @@ class BatchPipeline(Generic[R]):
                     self.metrics.dead_letters.labels(topic=topic, reason=reason).inc(value)
         uow.committed()
         if self.on_commit is not None:
-            self.on_commit()
+            self.on_commit(uow)

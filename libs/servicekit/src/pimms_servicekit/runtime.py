@@ -99,6 +99,7 @@ class ServiceRuntime(Generic[R]):
         self.metrics = Metrics(self.service)
         self.pipeline.metrics = self.metrics
         self.relay.on_published = self._published
+        self.relay.on_committed = self._committed
         port, self._explicit_port = settings.resolved_http_port()
         self.http = HttpServer(
             host=settings.http_host,
@@ -210,6 +211,7 @@ class ServiceRuntime(Generic[R]):
             make_uow=self.pipeline.unit_of_work,
             poll_interval=poll_interval or self.settings.relay_poll_interval_s,
         )
+        dispatcher.on_committed = self._committed
         dispatcher.on_outcome = lambda name, outcome: self.metrics.effects.labels(
             destination=name, outcome=outcome
         ).inc()
@@ -226,7 +228,7 @@ class ServiceRuntime(Generic[R]):
                 uow.end_message()
             await uow.flush()
         uow.committed()
-        self._committed()
+        self._committed(uow)
 
     async def drain_effects(self) -> int:
         """Deliver every due effect now (tests, tools); return how many were attempted."""
@@ -236,10 +238,15 @@ class ServiceRuntime(Generic[R]):
                 total += count
         return total
 
-    def _committed(self) -> None:
-        self.relay.notify()
-        for dispatcher in self.dispatchers.values():
-            dispatcher.notify()
+    def _committed(self, uow: UnitOfWork[R]) -> None:
+        """Wake the relay and the dispatchers that have new rows (no empty claims: each one is
+        a transaction)."""
+        if uow.outbox.written:
+            self.relay.notify()
+        for name in uow.effects.destinations:
+            dispatcher = self.dispatchers.get(name)
+            if dispatcher is not None:
+                dispatcher.notify()
 
     async def _publish_dead_letter(self, record: DeadLetter) -> None:
         message = Outgoing(

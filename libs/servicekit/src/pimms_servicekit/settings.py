@@ -56,6 +56,13 @@ class ServiceSettings(BaseSettings):
         ge=100,
         validation_alias=AliasChoices("KAFKA_HEARTBEAT_INTERVAL_MS", "kafka_heartbeat_interval_ms"),
     )
+    # A consumer's requests (fetch, commit, join, leave) give up after this. aiokafka's 40 s made a
+    # stop hang on a LeaveGroup the embedded broker never answered; the member then expires anyway.
+    kafka_request_timeout_ms: int = Field(
+        default=15_000,
+        ge=1000,
+        validation_alias=AliasChoices("KAFKA_REQUEST_TIMEOUT_MS", "kafka_request_timeout_ms"),
+    )
     kafka_fetch_max_wait_ms: int = Field(
         default=50,
         ge=0,

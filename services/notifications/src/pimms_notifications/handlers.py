@@ -210,7 +210,9 @@ async def dispatch_moments(uow: Uow) -> int:
     repo = uow.repos
     now = uow.now()
     sent = 0
-    for waiting in await repo.waiting_cases(now=now):
+    due = await repo.waiting_cases(now=now)
+    await repo.load_profiles([waiting.case_id for waiting in due])
+    for waiting in due:
         profile = await repo.profile(waiting.case_id)
         if profile is None:  # notices are kept only once the profile is known
             continue
@@ -256,6 +258,12 @@ async def remind_visitors(uow: Uow) -> int:
 
 
 # -- delivery outcomes: hooks, provider reports, bounces ---------------------------------------
+
+
+@hooks.before_delivered(NotificationHook)
+async def notifications_round_sent(items: list[tuple[NotificationHook, Outcome]], uow: Uow) -> None:
+    """The SMS of a round are read together (see `notification_sent`)."""
+    await uow.repos.load_notifications([d.notification_id for d, _ in items if d.channel == "sms"])
 
 
 @hooks.delivered(NotificationHook)

@@ -382,6 +382,12 @@ async def dead_letter_refused_report(refused: ReportRefused, uow: Uow) -> None:
     uow.repos.report_dead_lettered(report, at=uow.now())
 
 
+@hooks.before_delivered(DeliveryHook)
+async def partner_round_delivered(items: list[tuple[DeliveryHook, Outcome]], uow: Uow) -> None:
+    """A relay round's deliveries are recorded together; each hook below then says its own."""
+    await uow.repos.mark_all_delivered([(d.referral_id, d.kind, o.at) for d, o in items])
+
+
 @hooks.delivered(DeliveryHook)
 async def partner_delivered(data: DeliveryHook, outcome: Outcome, uow: Uow) -> None:
     """The partner's transport has the message (Kafka acked it): it is transmitted."""

@@ -109,6 +109,7 @@ class NotificationsRepos:
         self._told_unreachable: dict[str, datetime] = {}
         self._new_records: list[dict[str, Any]] = []
         self._statuses: list[dict[str, Any]] = []
+        self._loaded: dict[str, NotificationRecord | None] = {}  # a hook round's, read once
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -137,6 +138,10 @@ class NotificationsRepos:
             )
             for row in holds:
                 self._holds[row.case_id][row.referral_id] = _hold(row)
+
+    async def load_profiles(self, case_ids: Sequence[str]) -> None:
+        """Load the profiles of cases named outside a batch's payloads (due moments) at once."""
+        await self.prefetch([_CaseRef(case_id) for case_id in case_ids])
 
     async def profile(self, case_id: str) -> ContactProfile | None:
         """The contact profile of a case, if intake's case_opened has arrived."""
@@ -202,8 +207,22 @@ class NotificationsRepos:
         )
         return tuple(_pending(row) for row in rows)
 
+    async def load_notifications(self, notification_ids: Sequence[UUID]) -> None:
+        """Read the notifications a round of delivery hooks will ask for, in one statement."""
+        await self.flush()
+        wanted = sorted({str(n) for n in notification_ids})
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            self._loaded.update(dict.fromkeys(chunk))
+            rows = await self.session.execute(
+                select(notifications).where(notifications.c.notification_id.in_(chunk))
+            )
+            self._loaded.update({row.notification_id: _record(row) for row in rows})
+
     async def notification(self, notification_id: UUID) -> NotificationRecord | None:
-        """One notification, as last written."""
+        """One notification, as last written (or as `load_notifications` read it, once)."""
+        if str(notification_id) in self._loaded:
+            return self._loaded.pop(str(notification_id))
         await self.flush()
         row = (
             await self.session.execute(

@@ -78,6 +78,7 @@ class GatewayRepos:
         self._deliveries: dict[str, Delivery | None] = {}
         self._reports: dict[str, PartnerReport | None] = {}
         self._waiting: dict[str, bool] = {}  # by case: has referrals parked for its dossier
+        self._marked: dict[tuple[str, str], list[bool]] = {}  # a relay round's answers, in order
         self._new_dossiers: dict[str, dict[str, Any]] = {}
         self._documents: dict[str, dict[str, Any]] = {}
         self._new_deliveries: dict[str, dict[str, Any]] = {}
@@ -261,27 +262,44 @@ class GatewayRepos:
         """The partner's cancellation message is in the outbox."""
         self._change(referral_id, {"cancellation_sent_at": at, "updated_at": at})
 
+    async def mark_all_delivered(self, items: Sequence[tuple[str, MessageKind, datetime]]) -> None:
+        """A relay round's deliveries in one conditional statement per kind and time; each
+        `mark_delivered` of the round then answers from what it changed."""
+        groups: dict[tuple[MessageKind, datetime], list[str]] = {}
+        for referral_id, kind, at in items:
+            if kind != "reminder":
+                groups.setdefault((kind, at), []).append(referral_id)
+        for (kind, at), referral_ids in groups.items():
+            column = _delivered_column(kind)
+            changed: set[str] = set()
+            for start in range(0, len(referral_ids), CHUNK):
+                chunk = referral_ids[start : start + CHUNK]
+                result = await self.session.execute(
+                    update(deliveries)
+                    .where(deliveries.c.referral_id.in_(chunk), column.is_(None))
+                    .values(_delivered_values(kind, at))
+                    .returning(deliveries.c.referral_id)
+                )
+                changed.update(result.scalars())
+            for referral_id in referral_ids:
+                self._marked.setdefault((referral_id, kind), []).append(referral_id in changed)
+
     async def mark_delivered(self, referral_id: str, *, kind: MessageKind, at: datetime) -> bool:
         """The partner's transport has the message; False if that was already recorded.
 
-        One conditional statement, as the relay's hook runs beside the consumer's batches.
+        One conditional statement, as the relay's hook runs beside the consumer's batches (or
+        the answer of `mark_all_delivered` for the round).
         """
         if kind == "reminder":
             return True  # each reminder is a message of its own
-        column = (
-            deliveries.c.delivered_at
-            if kind == "referral"
-            else deliveries.c.cancellation_delivered_at
-        )
-        values: dict[Any, Any] = {column: at, deliveries.c.updated_at: at}
-        if kind == "referral":  # a referral cancelled meanwhile stays cancelled
-            values[deliveries.c.status] = _status_if(
-                DeliveryStatus.SENT, then=DeliveryStatus.DELIVERED
-            )
+        answers = self._marked.get((referral_id, kind))
+        if answers:
+            return answers.pop(0)
+        column = _delivered_column(kind)
         statement = (
             update(deliveries)
             .where(deliveries.c.referral_id == referral_id, column.is_(None))
-            .values(values)
+            .values(_delivered_values(kind, at))
         )
         return _count(await self.session.execute(statement)) > 0
 
@@ -445,6 +463,19 @@ _STAMPS = (
     deliveries.c.failed_at,
     deliveries.c.failure_reason,
 )
+
+
+def _delivered_column(kind: MessageKind) -> ColumnElement[Any]:
+    if kind == "referral":
+        return deliveries.c.delivered_at
+    return deliveries.c.cancellation_delivered_at
+
+
+def _delivered_values(kind: MessageKind, at: datetime) -> dict[Any, Any]:
+    values: dict[Any, Any] = {_delivered_column(kind): at, deliveries.c.updated_at: at}
+    if kind == "referral":  # a referral cancelled meanwhile stays cancelled
+        values[deliveries.c.status] = _status_if(DeliveryStatus.SENT, then=DeliveryStatus.DELIVERED)
+    return values
 
 
 def _status_if(current: DeliveryStatus, *, then: DeliveryStatus) -> ColumnElement[Any]:
