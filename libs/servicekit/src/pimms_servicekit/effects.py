@@ -29,6 +29,7 @@ from pimms_servicekit.clock import Clock
 from pimms_servicekit.errors import is_transient
 from pimms_servicekit.hooks import HookCall, Hooks, Outcome
 from pimms_servicekit.logging import get_logger, scrub_text
+from pimms_servicekit.outbox import IDLE_POLL_MAX_S
 from pimms_servicekit.storage import storable_text
 from pimms_servicekit.tables import effects
 
@@ -213,11 +214,12 @@ class EffectDispatcher:
     async def run(self) -> None:
         """Deliver due effects until cancelled."""
         delay = self.poll_interval
+        idle = self.poll_interval  # grows while rounds find nothing (see IDLE_POLL_MAX_S)
         outage_since: float | None = None  # an outage is logged when it starts and when it ends
         while True:
             try:
                 count = await self.deliver_due()
-                delay = self.poll_interval
+                delay = idle = min(idle * 2, IDLE_POLL_MAX_S) if count == 0 else self.poll_interval
                 if outage_since is not None:
                     log.info(
                         "effects.dispatch_recovered",
@@ -242,6 +244,7 @@ class EffectDispatcher:
                 delay = min(delay * 2, 10.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                idle = self.poll_interval
             self._wake.clear()
 
     async def deliver_due(self, *, limit: int | None = None) -> int:

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 log = get_logger("pimms.outbox")
 
+# An idle relay or dispatcher polls less and less, up to this: local commits wake it at once, so
+# the poll only finds what another instance committed, or retries that came due.
+IDLE_POLL_MAX_S = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -291,6 +295,7 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         delay = self.poll_interval
+        idle = self.poll_interval  # grows while rounds find nothing: a local commit wakes us anyway
         outage_since: float | None = None  # an outage is logged when it starts and when it ends
         while True:
             try:
@@ -312,7 +317,9 @@ class OutboxRelay:
                     continue
                 if self._stopping.is_set():
                     return
-                await self._sleep(self.poll_interval)
+                idle = min(idle * 2, IDLE_POLL_MAX_S) if count == 0 else self.poll_interval
+                if await self._sleep(idle):
+                    idle = self.poll_interval
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -330,10 +337,14 @@ class OutboxRelay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait `seconds` or until woken; True if woken."""
+        woken = False
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            woken = True
         self._wake.clear()
+        return woken
 
     async def _lead(self) -> bool:
         """On PostgreSQL, hold the relay advisory lock; SQLite has one process per file."""
