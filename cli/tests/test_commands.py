@@ -72,7 +72,7 @@ def test_demo_plays_the_morning_and_every_case_reaches_its_state(tmp_path: Path)
     process = pimms("demo", env=env)
     output, _ = process.communicate(timeout=240)
     assert process.returncode == 0, output[-4000:]
-    assert "17/17 cases reached their expected state" in output
+    assert "19/19 cases reached their expected state" in output
     assert "FAIL" not in output
     assert list((tmp_path / "notifications" / "sms").glob("*.txt"))
     assert list((tmp_path / "notifications" / "email").glob("*.eml"))
