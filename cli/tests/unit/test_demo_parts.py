@@ -48,6 +48,7 @@ from pimms_cli.demo.story import (
     Story,
 )
 from pimms_cli.demo.transports import FileDropPartner, demo_directory
+from pimms_cli.demo.yearly import demo_year
 from pimms_cli.kafkatail import Seen
 from pimms_cli.terminal import render
 from pimms_contracts import topics
@@ -461,3 +462,10 @@ def test_the_demos_own_platform_runs_fast_and_a_real_time_one_leaves_the_ladder_
     with (logs / "referrals.log").open("a") as log:
         log.write(json.dumps({"event": "service.starting"}) + "\n")  # restarted on real time
     assert running_platform_time(tmp_path) == PlatformTime()
+
+
+def test_the_review_is_of_the_year_the_demos_events_happened_in_on_platform_time() -> None:
+    occurred = ["2026-12-30T10:00:00+00:00", "2027-01-02T10:00:00+00:00", "2027-01-09T00:00:00Z"]
+    assert demo_year(occurred, default=2026) == 2027
+    assert demo_year(["not a time"], default=2026) == 2026
+    assert demo_year([], default=2031) == 2031

@@ -82,6 +82,7 @@ class Observer:
         self.simulators = dict(simulators)
         self.clock = clock
         self.followed = [Followed() for _ in self.stories]
+        self.occurred: list[str] = []  # platform times of the stories' lifecycle events
         self._answered: set[tuple[str, str]] = set()
 
     def topics(self) -> list[str]:
@@ -187,6 +188,8 @@ class Observer:
         if found is None:
             return []
         story, seen = found
+        if isinstance(body.get("occurred_at"), str):
+            self.occurred.append(body["occurred_at"])
         status = str(body.get("status", "?"))
         kind = record.ce_type.split(".")[-2] if record.ce_type else "?"
         if kind in {"reminded", "escalated"}:

@@ -58,6 +58,13 @@ from pimms_cli.demo.transports import (
     file_drop_folders,
     webhook_port,
 )
+from pimms_cli.demo.yearly import (
+    SETTLE_TIMEOUT_S,
+    demo_year,
+    running_endpoints,
+    settle,
+    write_review,
+)
 from pimms_cli.kafkatail import KafkaTail, Producer
 from pimms_cli.platform import Platform, platform_is_running
 from pimms_cli.terminal import console
@@ -303,6 +310,11 @@ async def run_demo(*, timeout: float = 90.0) -> int:
     played = Morning(bootstrap, stories, outside=outside)
     try:
         ok = await played.play(timeout)
+        # The yearly review reads the reporting service's tables: let it catch up first.
+        if platform is not None:
+            settled = (await platform.drain(SETTLE_TIMEOUT_S)).drained
+        else:
+            settled = await settle(running_endpoints(directory))
     finally:
         await outside.stop()
         if platform is not None:
@@ -312,6 +324,14 @@ async def run_demo(*, timeout: float = 90.0) -> int:
     out.print()
     out.print(report(stories, followed))
     out.print()
+    year = demo_year(played.observer.occurred, default=clock.now().year)
+    files, error = await write_review(year)
+    if files:
+        late = "" if settled else " (the reporting service had not caught up: some cases may lack)"
+        for path in files:
+            print(f"Yearly review {year} (`pimms report --year {year}`): {path}{late}", flush=True)
+    else:
+        print(f"pimms demo: the yearly review {year} could not be written: {error}", flush=True)
     passed = len(stories) - len(played.unfinished())
     example = next((f.case_reference for f in followed if f.case_reference), "<reference>")
     # A plain print: the last line is read by scripts (and tests), it must not be wrapped.
