@@ -6,7 +6,8 @@ takes about half a minute of real time. The broker is real; nothing is mocked.
 
 - A silent EDF gets its `relance` on its own feed, in its own format; the mediator's inbox
   (`pimms inbox`) shows the reminder and the escalation; the referral expires, the case closes and
-  the visitor and the mediator are told.
+  the visitor and the mediator are told. The referrals process is killed (SIGKILL) and started
+  again between the reminder and the escalation: each step still happens, once.
 - An incomplete naturalisation file (prefecture-69) is held: nothing on the prefecture's feed, the
   visitor and the mediator told which documents are missing; `need.documents_added` that completes
   it releases it to the prefecture, complete.
@@ -20,6 +21,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,13 +29,20 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pimms_cli.config import SERVICES
 from pimms_cli.devtime import time_environment
 from pimms_cli.inbox import run_inbox
 from pimms_cli.platform import Platform
 from pimms_contracts import topics
 from pimms_contracts.envelope import Envelope
 from pimms_contracts.examples import need_submitted
-from pimms_servicekit.testing import KafkaEndpoint, Record, TopicWatcher, produce
+from pimms_servicekit.testing import (
+    KafkaEndpoint,
+    Record,
+    TopicWatcher,
+    fresh_postgres_database,
+    produce,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -51,6 +60,10 @@ class Running:
     kafka: KafkaEndpoint
     data_dir: Path
     watcher: TopicWatcher
+    suffix: str
+
+    def site(self, base: str) -> str:
+        return base + self.suffix
 
 
 def desk_headers(ce_type: str, site: str) -> list[tuple[str, bytes]]:
@@ -76,19 +89,35 @@ async def send(running: Running, ce_type: str, body: dict[str, Any], *, site: st
     )
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
 async def running(
-    kafka: KafkaEndpoint, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, kafka: KafkaEndpoint, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Running]:
-    data_dir = tmp_path_factory.mktemp("closed-loop")
+    data_dir = tmp_path_factory.mktemp(f"closed-loop-{request.param}")
     # What `pimms dev --time-scale 43200` gives every service: one clock, anchored once.
     clock = time_environment(scale=TIME_SCALE, start=None, environ={}, now=time.time())
-    platform = Platform(
-        data_dir=data_dir,
-        bootstrap=kafka.bootstrap_servers,
-        echo=False,
-        extra_env={**clock, "PIMMS_REFERRALS_TIMER_INTERVAL_S": TIMER_INTERVAL_S},
-    )
+    async with AsyncExitStack() as stack:
+        urls: dict[str, str] = {}
+        if request.param == "postgresql":
+            for spec in SERVICES:
+                urls[spec.name] = await stack.enter_async_context(fresh_postgres_database())
+        platform = Platform(
+            data_dir=data_dir,
+            bootstrap=kafka.bootstrap_servers,
+            echo=False,
+            database_urls=urls,
+            extra_env={**clock, "PIMMS_REFERRALS_TIMER_INTERVAL_S": TIMER_INTERVAL_S},
+        )
+        # Both runs share one broker: distinct sites give distinct case references.
+        suffix = "" if request.param == "sqlite" else "-2"
+        async with running_platform(platform, kafka) as (ready, watcher):
+            yield Running(ready, kafka, data_dir, watcher, suffix)
+
+
+@asynccontextmanager
+async def running_platform(
+    platform: Platform, kafka: KafkaEndpoint
+) -> AsyncIterator[tuple[Platform, TopicWatcher]]:
     await platform.start()
     try:
         await platform.wait_ready(timeout=180)
@@ -103,7 +132,7 @@ async def running(
             ],
         ).start()
         try:
-            yield Running(platform, kafka, data_dir, watcher)
+            yield platform, watcher
         finally:
             await watcher.stop()
     finally:
@@ -182,7 +211,7 @@ async def inbox_shows(running: Running, site: str, reference: str, words: str) -
 
 
 async def test_a_silent_edf_is_reminded_escalated_and_its_case_expires(running: Running) -> None:
-    site = "lyon-3"
+    site = running.site("lyon-3")
     need = need_submitted(site_id=site, visitor__contact_consent={"sms": True, "email": False})
     await send(running, "fr.pimms.need.submitted.v1", need, site=site)
     answer = await accepted(running, need["submission_id"])
@@ -208,6 +237,10 @@ async def test_a_silent_edf_is_reminded_escalated_and_its_case_expires(running: 
 
     reminded = await case_event(running, case_id, "fr.pimms.referral.reminded.v1")
     assert (reminded["partner_id"], reminded["reminder"]) == ("edf", 1)
+    # A crash between the steps loses no timer and fires none twice: the ladder's rows are
+    # durable, and the new process reads the same platform clock (the same PIMMS_TIME_*).
+    await running.platform.kill("referrals")
+    await running.platform.restart("referrals")
     escalated = await case_event(
         running, case_id, "fr.pimms.referral.escalated.v1", timeout=LADDER_TIMEOUT_S
     )
@@ -235,12 +268,14 @@ async def test_a_silent_edf_is_reminded_escalated_and_its_case_expires(running: 
     # Reminders stop at one: the partner is never sent a second `relance`.
     assert [r.json.get("relance") for r in on_edf_feed()] == [None, 1]
     assert len(case_events(running, case_id, "fr.pimms.referral.reminded.v1")) == 1
+    assert len(case_events(running, case_id, "fr.pimms.referral.escalated.v1")) == 1
+    assert len(case_events(running, case_id, "fr.pimms.referral.expired.v1")) == 1
 
 
 async def test_an_incomplete_naturalisation_file_is_held_then_released_by_documents(
     running: Running,
 ) -> None:
-    site = "lyon-8"
+    site = running.site("lyon-8")
     brought = ["id_card", "birth_certificate", "proof_of_address"]
     need = need_submitted(
         site_id=site,
