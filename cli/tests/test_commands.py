@@ -70,10 +70,20 @@ def test_demo_plays_the_morning_and_every_case_reaches_its_state(tmp_path: Path)
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env["PIMMS_DATA_DIR"] = str(tmp_path)
     process = pimms("demo", env=env)
-    output, _ = process.communicate(timeout=240)
+    output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-4000:]
-    assert "17/17 cases reached their expected state" in output
+    assert "19/19 cases reached their expected state" in output
     assert "FAIL" not in output
+    # the closed loop, on the demo's steered clock: a silent EDF chased to expiry, a held file
+    assert "platform time: 43200x faster" in output
+    assert "got relance" in output
+    assert "held, missing" in output
+    # and the yearly review of the demo's year, where it says
+    review = output.split("Yearly review ", 1)[1].split("\n", 1)[0]
+    path = Path(review.split(": ", 1)[1])
+    assert path.parent == tmp_path / "reports"
+    assert path.name.startswith("revue-")
+    assert "Revue annuelle" in path.read_text(encoding="utf-8")
     assert list((tmp_path / "notifications" / "sms").glob("*.txt"))
     assert list((tmp_path / "notifications" / "email").glob("*.eml"))
     assert list((tmp_path / "notifications" / "mediator_inbox").rglob("*.txt"))

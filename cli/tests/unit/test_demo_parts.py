@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from defusedxml import ElementTree
 from pimms_cli.demo.checks import problems
+from pimms_cli.demo.clock import (
+    PlatformTime,
+    own_platform_time,
+    platform_time_of,
+    running_platform_time,
+)
 from pimms_cli.demo.observer import Observer
 from pimms_cli.demo.partners import (
     LA_POSTE_NS,
@@ -25,11 +31,14 @@ from pimms_cli.demo.partners import (
     egl,
     orange,
     poste,
+    prefecture,
     sncf,
 )
 from pimms_cli.demo.report import report
+from pimms_cli.demo.run import stories_for
 from pimms_cli.demo.scenario import morning
 from pimms_cli.demo.story import (
+    AddDocuments,
     CaseOutcome,
     Closes,
     Need,
@@ -39,6 +48,7 @@ from pimms_cli.demo.story import (
     Story,
 )
 from pimms_cli.demo.transports import FileDropPartner, demo_directory
+from pimms_cli.demo.yearly import demo_year
 from pimms_cli.kafkatail import Seen
 from pimms_cli.terminal import render
 from pimms_contracts import topics
@@ -159,7 +169,7 @@ def test_the_report_fits_100_columns_and_says_what_failed() -> None:
 
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "Unpaid EDF bill" in text
-    assert text.count("FAIL: no") == 17  # nothing happened yet: every story says so
+    assert text.count("FAIL: no") == 19  # nothing happened yet: every story says so
     assert "\x1b[" not in text  # plain text when not on a terminal
 
 
@@ -270,3 +280,192 @@ def test_the_file_drop_partner_reads_whole_exports_once_and_drops_renamed_files(
         == b"REFERENCE;STATUT;DATE;MOTIF;COMMENTAIRE\r\nR-1;RECU;27/11/2026 10:30;;\r\n"
     )
     assert [p.name for p in inbound.iterdir()] == [dropped.name]
+
+
+# --- the closed loop: a partner chased to expiry, a file held for its documents ---
+
+
+def _accepted(need: dict[str, object], case_id: str, reference: str) -> Seen:
+    return _event(
+        topics.INTAKE_FEEDBACK,
+        "fr.pimms.need.accepted.v1",
+        {"submission_id": need["submission_id"], "case_id": case_id, "case_reference": reference},
+    )
+
+
+def _told(case_id: str, audience: str, template: str) -> Seen:
+    channel = "mediator_inbox" if audience == "mediator" else "sms"
+    body = {"case_id": case_id, "audience": audience, "channel": channel, "template": template}
+    return _event(topics.NOTIFICATIONS, "fr.pimms.notification.sent.v1", body)
+
+
+def test_a_silent_partner_passes_only_once_reminded_escalated_and_expired() -> None:
+    need = need_submitted()
+    story = Story(
+        "silent EDF",
+        Need(need),
+        expect=Closes(CaseOutcome.NOT_RESOLVED, {"edf": ReferralStatus.EXPIRED}),
+    )
+    assert story.runs_the_ladder
+    observer = Observer([story], SIMULATORS, clock=lambda: AT)
+    observer.opening()
+    referral = {"reference": "R-1", "dossierPimms": "LYON8-1"}
+    feed = topics.partner_referrals("edf")
+    about = {"case_id": "c1", "partner_id": "edf", "referral_id": "R-1"}
+
+    silent = observer.observe(
+        [_accepted(need, "c1", "LYON8-1"), Seen(feed, "R-1", json.dumps(referral).encode(), {})]
+    )
+    assert silent == []  # the partner never answers
+    assert "no reminder on edf's feed" in problems(0, stories=[story], followed=observer.followed)
+
+    relance = Seen(feed, "R-1", json.dumps({**referral, "relance": 1}).encode(), {})
+    reminded = _event(
+        topics.CASES,
+        "fr.pimms.referral.reminded.v1",
+        {**about, "status": "transmitted", "reason": "no_acknowledgement", "reminder": 1},
+    )
+    escalated = _event(
+        topics.CASES,
+        "fr.pimms.referral.escalated.v1",
+        {**about, "status": "transmitted", "reason": "no_acknowledgement"},
+    )
+    assert observer.observe([relance, reminded, escalated]) == []
+    seen = observer.followed[0]
+    assert seen.reminders_received == {"edf": 1}
+    assert seen.chased == ["edf reminded 1", "edf escalated"]
+    assert seen.partners == {}  # a reminder leaves the referral's status as it is
+    observer.observe(
+        [
+            _event(topics.CASES, "fr.pimms.referral.expired.v1",
+                   {**about, "status": "expired", "reason": "no_final_answer"}),
+            _event(topics.CASES, "fr.pimms.case.closed.v1",
+                   {"case_id": "c1", "status": "closed", "outcome": "not_resolved"}),
+            _told("c1", "mediator", "partner_reminded"),
+            _told("c1", "mediator", "referral_escalated"),
+        ]
+    )  # fmt: skip
+    assert problems(0, stories=[story], followed=observer.followed) == [
+        "visitor not notified",
+        "mediator not told referral_expired",
+        "visitor not told of the expiry",
+    ]
+    observer.observe([_told("c1", "mediator", "combined"), _told("c1", "visitor", "combined")])
+    assert problems(0, stories=[story], followed=observer.followed) == []
+    text = render(report([story], observer.followed), width=100)
+    assert "got relance" in text
+    assert "escalated" in text
+
+
+def test_a_held_file_passes_once_told_released_and_answered() -> None:
+    need = need_submitted(need__category="naturalisation", need__documents=["id_card"])
+    missing = ("birth_certificate", "proof_of_address", "tax_notices", "language_diploma")
+    story = Story(
+        "naturalisation",
+        Need(need),
+        reactions=(On("on_hold", AddDocuments(missing)),),
+        answers={"prefecture-69": (prefecture("RECEPTIONNE"), prefecture("DECISION_RENDUE"))},
+        expect=Closes(
+            CaseOutcome.RESOLVED, {"prefecture-69": ReferralStatus.COMPLETED}, held_for=missing
+        ),
+    )
+    assert not story.runs_the_ladder
+    assert story.desk_answers == 2  # accepted, then acknowledged (documents_added)
+    observer = Observer([story], SIMULATORS, clock=lambda: AT)
+    observer.opening()
+    about = {"case_id": "c1", "partner_id": "prefecture-69", "referral_id": "R-1"}
+    held = _event(
+        topics.CASES,
+        "fr.pimms.referral.on_hold.v1",
+        {**about, "status": "on_hold", "reason": "missing_documents",
+         "missing_documents": list(missing)},
+    )  # fmt: skip
+    [added] = observer.observe([_accepted(need, "c1", "VAULX-1"), held])
+    assert added.topic == topics.INTAKE_NEEDS
+    assert Envelope.from_headers(added.headers).type == "fr.pimms.need.documents_added.v1"
+    assert json.loads(added.value)["documents"] == list(missing)
+    assert "not released" in problems(0, stories=[story], followed=observer.followed)
+
+    requested = _event(
+        topics.CASES, "fr.pimms.referral.requested.v1", {**about, "status": "requested"}
+    )
+    file = {"numeroDemande": "R-1", "dossierPimms": "VAULX-1", "complet": True}
+    answers = observer.observe(
+        [
+            requested,
+            Seen(topics.partner_referrals("prefecture-69"), "R-1", json.dumps(file).encode(), {}),
+        ]
+    )
+    assert [json.loads(m.value)["etat"] for m in answers] == ["RECEPTIONNE", "DECISION_RENDUE"]
+    observer.observe(
+        [
+            _event(topics.CASES, "fr.pimms.referral.completed.v1",
+                   {**about, "status": "completed", "outcome": "resolved"}),
+            _event(topics.CASES, "fr.pimms.case.closed.v1",
+                   {"case_id": "c1", "status": "closed", "outcome": "resolved"}),
+            _told("c1", "visitor", "combined"),
+            _told("c1", "mediator", "case_closed"),
+        ]
+    )  # fmt: skip
+    assert problems(0, stories=[story], followed=observer.followed) == [
+        "mediator not told the missing documents"
+    ]
+    observer.observe([_told("c1", "mediator", "referral_on_hold_documents")])
+    assert problems(0, stories=[story], followed=observer.followed) == []
+    text = render(report([story], observer.followed), width=100)
+    assert "held, missing" in text
+    assert "released" in text
+
+
+def test_the_demos_own_platform_runs_fast_and_a_real_time_one_leaves_the_ladder_out(
+    tmp_path: Path,
+) -> None:
+    variables = own_platform_time({}, now=1_800_000_000.0)
+    assert variables["PIMMS_TIME_SCALE"] == "43200"
+    assert variables["PIMMS_TIME_ANCHOR"] == "1800000000.0"
+    assert variables["PIMMS_NOTIFICATIONS_MOMENT_WINDOW"] == "PT86400S"  # 2 real seconds
+    assert own_platform_time({"PIMMS_TIME_SCALE": "10"}, now=0.0)["PIMMS_TIME_SCALE"] == "10"
+    fast = platform_time_of({k: v for k, v in variables.items() if k.startswith("PIMMS_TIME")})
+    assert fast.real_seconds(timedelta(days=15)) == 30
+    directory = parse_directory(DEFAULT_DIRECTORY_PATH.read_text(encoding="utf-8"))
+
+    kept, left_out = stories_for(morning(), clock=fast, partners=directory, timeout=90)
+    assert (len(kept), left_out) == (19, [])
+    kept, left_out = stories_for(morning(), clock=PlatformTime(), partners=directory, timeout=90)
+    assert [s.label for s in left_out] == [s.label for s in morning() if s.runs_the_ladder]
+    assert len(kept) == 18
+
+    logs = tmp_path / "logs"
+    assert running_platform_time(tmp_path) is None  # no `pimms dev` log: unknown
+    logs.mkdir()
+    steered = {
+        "event": "clock.steered",
+        "time_scale": 43200.0,
+        "time_start": "2026-11-27T08:30:00+00:00",
+        "time_anchor": datetime.fromtimestamp(1_800_000_000, UTC).isoformat(),
+    }
+    lines = [
+        {"event": "service.starting"},  # a first run on real time
+        steered,
+        {"event": "service.starting"},  # then one on a steered clock
+        {"event": "referral.transmitted"},
+    ]
+    (logs / "referrals.log").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    clock = running_platform_time(tmp_path)
+    assert clock is not None
+    assert clock.scale == 43200
+    assert clock.now(real=1_800_000_001.0) == datetime(2026, 11, 27, 20, 30, tzinfo=UTC)
+    redacted = {**steered, "time_start": "2026-11-27T23:18:[redacted]+00:00"}
+    with (logs / "referrals.log").open("a") as log:  # the log's redaction masked digits
+        log.write(json.dumps(redacted) + "\n" + json.dumps({"event": "service.starting"}) + "\n")
+    assert running_platform_time(tmp_path) == PlatformTime(scale=43200)
+    with (logs / "referrals.log").open("a") as log:
+        log.write(json.dumps({"event": "service.starting"}) + "\n")  # restarted on real time
+    assert running_platform_time(tmp_path) == PlatformTime()
+
+
+def test_the_review_is_of_the_year_the_demos_events_happened_in_on_platform_time() -> None:
+    occurred = ["2026-12-30T10:00:00+00:00", "2027-01-02T10:00:00+00:00", "2027-01-09T00:00:00Z"]
+    assert demo_year(occurred, default=2026) == 2027
+    assert demo_year(["not a time"], default=2026) == 2026
+    assert demo_year([], default=2031) == 2031

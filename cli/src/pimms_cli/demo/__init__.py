@@ -5,8 +5,11 @@ partner is simulated in its own format and transport: EDF, La Poste, Orange (dec
 the prefecture on their Kafka feeds, Eau du Grand Lyon in its folders (CSV files), SNCF and La
 Banque Postale as small HTTP servers taking signed POSTs and POSTing signed answers back (a wrong
 status word among the answers); a mediator withdraws a case solved at the desk; a visitor
-withdraws another.
-The table at the end shows each case, its reference, partners, final status and notifications.
+withdraws another; EDF never answers one need and is chased to expiry (its `relance`, the
+mediator's escalation) on the platform's steered clock; a naturalisation file lacking documents is
+held until the visitor brings them, then sent and answered.
+The table at the end shows each case, its reference, partners, final status and notifications;
+the yearly review of the demo's year (`pimms report`) is written last.
 Exit status 0 only if every case reached its expected state.
 
 - `story.py`: the vocabulary (what is sent, reactions, expectations), as dataclasses and enums;
@@ -15,7 +18,8 @@ Exit status 0 only if every case reached its expected state.
 - `transports.py`: the HTTP servers, folders and signed POSTs of partners outside Kafka;
 - `frontdesk.py`: what a desk tool sends, with `Envelope` headers;
 - `observer.py`: follows every story on the public topics and says what to send in reaction;
-- `checks.py`: each expectation checked; `report.py`: the table; `run.py`: the loop.
+- `checks.py`: each expectation checked; `report.py`: the table; `run.py`: the loop;
+- `clock.py`: platform time (the demo's own platform runs 43,200x faster); `yearly.py`: the review.
 """
 
 from pimms_cli.demo.run import run_demo

@@ -73,4 +73,45 @@ def _closes(expect: Closes, seen: Followed) -> list[str]:
     for reason in expect.partner_dead_letters:
         if reason not in seen.partner_dead_letters:
             found.append(f"no partner dead letter {reason}")
+    for partner in expect.chased:
+        found += _chased(partner, seen)
+    if expect.held_for:
+        found += _held(expect.held_for, seen)
+    return found
+
+
+def told(seen: Followed, audience: str, template: str) -> bool:
+    """`audience` got the `template` notification, or one message saying it with more news."""
+    return bool(seen.templates[f"{audience} {template}"] or seen.templates[f"{audience} combined"])
+
+
+def _chased(partner: str, seen: Followed) -> list[str]:
+    """The SLA ladder: a reminder in the partner's format, the mediator told, an escalation."""
+    found = []
+    if not seen.reminders_received[partner]:
+        found.append(f"no reminder on {partner}'s feed")
+    if f"{partner} reminded 1" not in seen.chased:
+        found.append(f"{partner} not reminded")
+    if f"{partner} escalated" not in seen.chased:
+        found.append(f"{partner} not escalated")
+    for template in ("partner_reminded", "referral_escalated", "referral_expired"):
+        if not told(seen, "mediator", template):
+            found.append(f"mediator not told {template}")
+    if not told(seen, "visitor", "referral_expired"):
+        found.append("visitor not told of the expiry")
+    return found
+
+
+def _held(documents: tuple[str, ...], seen: Followed) -> list[str]:
+    """Held for the missing documents (visitor and mediator told), released once brought."""
+    if not seen.held:
+        return ["never held"]
+    found = []
+    if sorted(seen.held[0]) != sorted(documents):
+        found.append(f"held for {', '.join(seen.held[0])}")
+    for audience in ("visitor", "mediator"):
+        if not told(seen, audience, "referral_on_hold_documents"):
+            found.append(f"{audience} not told the missing documents")
+    if not seen.released:
+        found.append("not released")
     return found

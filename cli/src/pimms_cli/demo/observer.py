@@ -60,6 +60,12 @@ class Followed:
     cancelled_at: set[str] = field(default_factory=set)
     partner_dead_letters: list[str] = field(default_factory=list)
     reacted: set[int] = field(default_factory=set)
+    # the closed loop: what the SLA ladder and the document check did
+    templates: Counter[str] = field(default_factory=Counter)
+    reminders_received: Counter[str] = field(default_factory=Counter)
+    chased: list[str] = field(default_factory=list)
+    held: list[tuple[str, ...]] = field(default_factory=list)
+    released: set[str] = field(default_factory=set)
 
 
 class Observer:
@@ -76,6 +82,7 @@ class Observer:
         self.simulators = dict(simulators)
         self.clock = clock
         self.followed = [Followed() for _ in self.stories]
+        self.occurred: list[str] = []  # platform times of the stories' lifecycle events
         self._answered: set[tuple[str, str]] = set()
 
     def topics(self) -> list[str]:
@@ -181,7 +188,20 @@ class Observer:
         if found is None:
             return []
         story, seen = found
+        if isinstance(body.get("occurred_at"), str):
+            self.occurred.append(body["occurred_at"])
         status = str(body.get("status", "?"))
+        kind = record.ce_type.split(".")[-2] if record.ce_type else "?"
+        if kind in {"reminded", "escalated"}:
+            # a step of the SLA ladder: the referral's status is unchanged
+            number = f" {body.get('reminder')}" if kind == "reminded" else ""
+            seen.chased.append(f"{body.get('partner_id')} {kind}{number}")
+            return []
+        partner_id = body.get("partner_id")
+        if status == "on_hold" and body.get("reason") == "missing_documents" and partner_id:
+            seen.held.append(tuple(body.get("missing_documents") or ()))
+        if status == "requested" and seen.held and partner_id:
+            seen.released.add(str(partner_id))
         seen.statuses.append(status)
         if "partner_id" in body:
             seen.partners[body["partner_id"]] = status
@@ -227,6 +247,7 @@ class Observer:
         _, seen = found
         if record.ce_type == "fr.pimms.notification.sent.v1":
             seen.notifications[f"{body['audience']} {body['channel']}"] += 1
+            seen.templates[f"{body['audience']} {body.get('template')}"] += 1
         else:
             seen.failures.append(str(body.get("reason", "?")))
 
@@ -245,6 +266,8 @@ class Observer:
                     seen.cancelled_at.add(partner)
             return []
         found = by_reference.get(str(message.case_reference))
+        if found is not None and message.kind is FeedKind.REMINDER:
+            found[1].reminders_received[partner] += 1
         if found is None or (partner, message.reference) in self._answered:
             return []  # partners deduplicate by reference; reminders change nothing here
         self._answered.add((partner, message.reference))

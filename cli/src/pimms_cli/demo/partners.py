@@ -259,6 +259,11 @@ def sncf(status: str, **details: str) -> Answer:
     return Answer(status, details)
 
 
+def prefecture(etat: str, **details: str) -> Answer:
+    """A Préfecture du Rhône answer: `prefecture("DECISION_RENDUE")`."""
+    return Answer(etat, details)
+
+
 def orange(statut: str, **details: str) -> Answer:
     """An Orange answer: `orange("RESOLUE")`."""
     return Answer(statut, details)

@@ -23,10 +23,23 @@ def status_text(story: Story, seen: Followed, followed: Sequence[Followed]) -> s
     if seen.feedback and seen.feedback[0] == "rejected":
         return "rejected: " + ", ".join(seen.codes)
     if seen.closed:
-        return f"closed: {seen.closed}"
+        return "\n".join([f"closed: {seen.closed}", *loop_lines(seen)])
     if "unroutable" in seen.statuses:
         return "open: unroutable, with the mediator"
     return seen.statuses[-1] if seen.statuses else "-"
+
+
+def loop_lines(seen: Followed) -> list[str]:
+    """What the closed loop did on the way: documents held and released, a partner chased."""
+    lines = []
+    if seen.held:
+        lines.append("held, missing " + ", ".join(seen.held[0]))
+    if seen.released:
+        lines.append("documents added: released")
+    for partner, count in seen.reminders_received.items():
+        lines.append(f"{partner} got relance x{count}")
+    lines += [step.split(" ", 1)[1] for step in seen.chased if step.endswith(" escalated")]
+    return lines
 
 
 def partners_text(seen: Followed) -> str:
@@ -55,7 +68,7 @@ def report(stories: Sequence[Story], followed: Sequence[Followed]) -> Table:
     grid = table("#", "Situation", "Partners", "Final status", "Notified", "Check")
     grid.expand = True  # the ratios below share the width
     grid.columns[0].justify = "right"
-    for column, ratio in zip(grid.columns[1:], (9, 6, 5, 5, 4), strict=True):
+    for column, ratio in zip(grid.columns[1:], (8, 6, 6, 5, 4), strict=True):
         column.ratio = ratio
         column.overflow = "fold"
     for index, (story, seen) in enumerate(zip(stories, followed, strict=True)):

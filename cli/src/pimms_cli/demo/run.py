@@ -5,6 +5,10 @@ servers; Eau du Grand Lyon watches its folders. When the demo starts its own pla
 it a copy of the partner directory (`<data dir>/demo/partner-directory.toml`, named by
 `PIMMS_PARTNER_DIRECTORY`) whose webhook URLs point at these servers and whose file drop exports
 every 2 seconds, and development webhook secrets (unless already set in the environment).
+
+Platform time (`clock.py`): the platform the demo starts runs 43,200 times faster, so that a
+partner that never answers is chased to expiry within the demo. On a platform already running on
+real time (`pimms dev` without `--time-scale`), that story is left out, and the demo says so.
 """
 
 from __future__ import annotations
@@ -32,12 +36,20 @@ from pimms_servicekit.tansu import free_port
 
 from pimms_cli.config import DEFAULT_BOOTSTRAP, configured_bootstrap, data_dir
 from pimms_cli.demo.checks import problems
+from pimms_cli.demo.clock import (
+    DEMO_TIME_SCALE,
+    PlatformTime,
+    ladder_fits,
+    own_platform_time,
+    platform_time_of,
+    running_platform_time,
+)
 from pimms_cli.demo.frontdesk import Message
 from pimms_cli.demo.observer import Observer
 from pimms_cli.demo.partners import SIMULATORS, EauGrandLyon, PartnerSimulator
 from pimms_cli.demo.report import report
 from pimms_cli.demo.scenario import morning
-from pimms_cli.demo.story import Story
+from pimms_cli.demo.story import Closes, Story
 from pimms_cli.demo.transports import (
     FileDropPartner,
     GatewayWebhooks,
@@ -45,6 +57,13 @@ from pimms_cli.demo.transports import (
     demo_directory,
     file_drop_folders,
     webhook_port,
+)
+from pimms_cli.demo.yearly import (
+    SETTLE_TIMEOUT_S,
+    demo_year,
+    running_endpoints,
+    settle,
+    write_review,
 )
 from pimms_cli.kafkatail import KafkaTail, Producer
 from pimms_cli.platform import Platform, platform_is_running
@@ -207,6 +226,27 @@ async def start_outside(
     return outside, directory
 
 
+def stories_for(
+    stories: Sequence[Story], *, clock: PlatformTime, partners: PartnerDirectory, timeout: float
+) -> tuple[list[Story], list[Story]]:
+    """The stories to play on this clock, and those left out: a partner's SLA ladder that would
+    not end within the timeout (a platform on real time) cannot be shown."""
+    kept: list[Story] = []
+    left_out: list[Story] = []
+    for story in stories:
+        fits = True
+        if story.runs_the_ladder and isinstance(story.expect, Closes):
+            for partner_id in story.expect.chased:
+                partner = partners.get(partner_id)
+                fits = fits and partner is not None
+                if partner is not None:
+                    fits = fits and ladder_fits(
+                        clock, resolve_within=partner.resolve_within, timeout=timeout
+                    )
+        (kept if fits else left_out).append(story)
+    return kept, left_out
+
+
 async def run_demo(*, timeout: float = 90.0) -> int:
     """Use the running platform, or start one; play the morning; print the table."""
     started = time.monotonic()
@@ -216,9 +256,31 @@ async def run_demo(*, timeout: float = 90.0) -> int:
     running = await broker_reachable(bootstrap) and platform_is_running(directory)
     partners = load_directory(directory_path(os.environ) if running else DEFAULT_DIRECTORY_PATH)
     outside, _ = await start_outside(partners, data=directory, own_platform=not running)
+    clock_env: dict[str, str] = {}
     if running:
         print(f"Using the platform running on {bootstrap} (data in {directory}).", flush=True)
+        known = running_platform_time(directory)
+        clock = known or PlatformTime()
+        print(
+            clock.describe()
+            if known is not None
+            else "platform time: unknown (no `pimms dev` log in the data directory), "
+            "taken as real time",
+            flush=True,
+        )
     else:
+        clock_env = own_platform_time(os.environ, now=time.time())
+        clock = platform_time_of({k: v for k, v in clock_env.items() if k.startswith("PIMMS_TIME")})
+        print(clock.describe(), flush=True)
+    stories, left_out = stories_for(morning(), clock=clock, partners=partners, timeout=timeout)
+    for story in left_out:
+        print(
+            f"Left out: {story.label!r}: on this platform's clock its partner's SLA ladder would "
+            f"not end within {timeout:g} s (start the platform with `pimms dev --time-scale "
+            f"{DEMO_TIME_SCALE:g}`, or let the demo start its own, to see it).",
+            flush=True,
+        )
+    if not running:
         print(
             "No platform running: starting one (embedded broker, SQLite in "
             f"{directory}; logs in {directory / 'logs'}).",
@@ -230,6 +292,7 @@ async def run_demo(*, timeout: float = 90.0) -> int:
             bootstrap=configured_bootstrap(),
             echo=False,
             prefer_port=free_port(),
+            extra_env=clock_env,
         )
         try:
             await platform.start()
@@ -244,9 +307,14 @@ async def run_demo(*, timeout: float = 90.0) -> int:
             f"Platform ready in {time.monotonic() - started:.1f} s (Kafka at {bootstrap}).",
             flush=True,
         )
-    played = Morning(bootstrap, morning(), outside=outside)
+    played = Morning(bootstrap, stories, outside=outside)
     try:
         ok = await played.play(timeout)
+        # The yearly review reads the reporting service's tables: let it catch up first.
+        if platform is not None:
+            settled = (await platform.drain(SETTLE_TIMEOUT_S)).drained
+        else:
+            settled = await settle(running_endpoints(directory))
     finally:
         await outside.stop()
         if platform is not None:
@@ -256,6 +324,14 @@ async def run_demo(*, timeout: float = 90.0) -> int:
     out.print()
     out.print(report(stories, followed))
     out.print()
+    year = demo_year(played.observer.occurred, default=clock.now().year)
+    files, error = await write_review(year)
+    if files:
+        late = "" if settled else " (the reporting service had not caught up: some cases may lack)"
+        for path in files:
+            print(f"Yearly review {year} (`pimms report --year {year}`): {path}{late}", flush=True)
+    else:
+        print(f"pimms demo: the yearly review {year} could not be written: {error}", flush=True)
     passed = len(stories) - len(played.unfinished())
     example = next((f.case_reference for f in followed if f.case_reference), "<reference>")
     # A plain print: the last line is read by scripts (and tests), it must not be wrapped.

@@ -1,12 +1,15 @@
-"""The morning: 17 situations across categories, postal codes, languages, channels, and every
-partner's transport (Kafka feeds, a file drop, signed webhooks, partners declared by data)."""
+"""The morning: 19 situations across categories, postal codes, languages, channels, and every
+partner's transport (Kafka feeds, a file drop, signed webhooks, partners declared by data), and
+the closed loop: a partner that never answers chased to expiry on the platform's steered clock,
+a naturalisation file held for its missing documents until the visitor brings them."""
 
 from __future__ import annotations
 
 from pimms_contracts.examples import need_submitted
 
-from pimms_cli.demo.partners import edf, egl, orange, poste, sncf
+from pimms_cli.demo.partners import edf, egl, orange, poste, prefecture, sncf
 from pimms_cli.demo.story import (
+    AddDocuments,
     CaseOutcome,
     Closes,
     DeadLettered,
@@ -28,6 +31,7 @@ SMS = {"sms": True, "email": False}
 MAIL = {"sms": False, "email": True}
 NO_CHANNEL = {"sms": False, "email": False}
 COMPLETED = ReferralStatus.COMPLETED
+MISSING = ("tax_notices", "language_diploma")  # of the prefecture's checklist (specs/partners.md)
 
 
 def morning() -> list[Story]:
@@ -257,6 +261,42 @@ def morning() -> list[Story]:
                 )
             },
             expect=Closes(CaseOutcome.NOT_RESOLVED, {"banque-postale": ReferralStatus.REJECTED}),
+        ),
+        Story(
+            "EDF never answers: reminded, escalated, expired (Vénissieux, SMS, fr)",
+            Need(
+                need_submitted(
+                    site_id="venissieux",
+                    visitor__postal_code="69200",
+                    need__urgency="normal",
+                    need__summary="Facture d'électricité contestée, aucune nouvelle d'EDF",
+                )
+            ),
+            expect=Closes(CaseOutcome.NOT_RESOLVED, {"edf": ReferralStatus.EXPIRED}),
+        ),
+        Story(
+            "Naturalisation file lacking two documents: held, completed, sent (Vaulx, e-mail, en)",
+            Need(
+                need_submitted(
+                    site_id="vaulx-en-velin",
+                    visitor__postal_code="69120",
+                    visitor__preferred_language="en",
+                    visitor__contact_consent=MAIL,
+                    need__category="naturalisation",
+                    need__urgency="normal",
+                    need__summary="Demande de naturalisation",
+                    need__documents=["id_card", "birth_certificate", "proof_of_address"],
+                )
+            ),
+            reactions=(On("on_hold", AddDocuments(MISSING)),),
+            answers={
+                "prefecture-69": (
+                    prefecture("RECEPTIONNE"),
+                    prefecture("INSTRUCTION"),
+                    prefecture("DECISION_RENDUE"),
+                )
+            },
+            expect=Closes(CaseOutcome.RESOLVED, {"prefecture-69": COMPLETED}, held_for=MISSING),
         ),
         Story(
             "A tool sends something that is not JSON",

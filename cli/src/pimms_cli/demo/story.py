@@ -119,12 +119,24 @@ class On:
 
 @dataclass(frozen=True)
 class Closes:
-    """The case closes with `outcome`; each partner's referral ends in its status."""
+    """The case closes with `outcome`; each partner's referral ends in its status.
+
+    A partner expected `expired` must have been chased on the way (the SLA ladder): sent its
+    reminder on its own feed, the mediator told of it and of the escalation. `held_for`: the
+    referral was first held for these missing documents (visitor and mediator told), then
+    released when the visitor brought them.
+    """
 
     outcome: CaseOutcome
     partners: Mapping[str, ReferralStatus] = field(default_factory=dict)
     visitor_unreachable: bool = False
     partner_dead_letters: tuple[str, ...] = ()
+    held_for: tuple[str, ...] = ()
+
+    @property
+    def chased(self) -> tuple[str, ...]:
+        """The partners that must be chased to expiry."""
+        return tuple(p for p, s in self.partners.items() if s is ReferralStatus.EXPIRED)
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,11 @@ class Story:
     expect: Expectation
     answers: Mapping[str, tuple[Answer, ...]] = field(default_factory=dict)
     reactions: tuple[On, ...] = ()
+
+    @property
+    def runs_the_ladder(self) -> bool:
+        """True when the story waits for a partner's SLA ladder to end (platform time)."""
+        return isinstance(self.expect, Closes) and bool(self.expect.chased)
 
     @property
     def desk_answers(self) -> int:
