@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pimms_contracts import topics
-from pimms_servicekit.clock import ManualClock
+from pimms_servicekit.clock import ManualClock, SteeredClock
 from pimms_servicekit.db import Database
 from pimms_servicekit.housekeeping import (
     Housekeeper,
@@ -267,3 +267,30 @@ async def _unpark(session: AsyncSession, key: str) -> list[Incoming]:
     from pimms_servicekit.parking import unpark
 
     return await unpark(session, key=key)
+
+
+async def test_on_a_steered_clock_what_was_processed_is_kept_for_real_days() -> None:
+    """Rows carry platform time, redeliveries come in real time: at x43,200 the inbox must not
+    forget a message 16 real seconds after it (8 platform days)."""
+    start = datetime(2026, 11, 27, 9, tzinfo=UTC)
+    steered = SteeredClock(start, anchor=0.0, scale=43_200, real_time=lambda: 0.0)
+
+    async def never(work: Any) -> None:
+        raise AssertionError("not called")
+
+    keeper = Housekeeper(
+        database=None,  # type: ignore[arg-type]
+        clock=steered,
+        retention=Retention(),
+        in_unit_of_work=never,
+    )
+    kept = keeper._on_platform_time()
+    assert kept.inbox == timedelta(days=36_500)  # 8 days x 43,200, capped to stay a date
+    assert kept.parked_max == timedelta(hours=24)  # waiting for data is platform time
+    real = Housekeeper(
+        database=None,  # type: ignore[arg-type]
+        clock=ManualClock(start),
+        retention=Retention(),
+        in_unit_of_work=never,
+    )
+    assert real._on_platform_time() == Retention()

@@ -13,6 +13,7 @@ outbox and effect rows only serve `pimms trace` and support, 3 days.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import time
@@ -164,6 +165,25 @@ class Housekeeper:
         self.on_parked_expired = on_parked_expired
         self.outage_since: float | None = None
 
+    def _on_platform_time(self) -> Retention:
+        """Rows are stamped in platform time, but retention protects against redeliveries, which
+        come in real time: on a steered clock (x N) the kept periods are N times longer, or a
+        demo at x43,200 would forget what it processed 16 seconds ago."""
+        scale = float(getattr(self.clock, "scale", 1.0))
+        if scale <= 1.0:
+            return self.retention
+        longest = timedelta(days=36_500)  # (now - retention) must stay a date
+
+        def scaled(kept: timedelta) -> timedelta:
+            return min(kept * scale, longest)
+
+        return dataclasses.replace(
+            self.retention,
+            inbox=scaled(self.retention.inbox),
+            outbox=scaled(self.retention.outbox),
+            effects=scaled(self.retention.effects),
+        )
+
     async def expire_parked(self) -> int:
         """Dead-letter one bounded batch of messages parked too long; return how many."""
         expired: list[int] = []
@@ -189,7 +209,9 @@ class Housekeeper:
             if count == 0:
                 break
             await asyncio.sleep(self.retention.pause_s)
-        purged = await purge(self.database, retention=self.retention, now=self.clock.now())
+        purged = await purge(
+            self.database, retention=self._on_platform_time(), now=self.clock.now()
+        )
         if expired or purged.total:
             log.info("housekeeping.done", parked_expired=expired, **purged.counts)
         return expired, purged
