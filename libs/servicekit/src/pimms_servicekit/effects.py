@@ -198,6 +198,7 @@ class EffectDispatcher:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self.stats = DispatchStats()
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.on_outcome: Callable[[str, str], None] | None = None
         # After a commit of hooks' work: wake whoever has new rows (the relay, other dispatchers).
         self.on_committed: Callable[[UnitOfWork[Any]], None] | None = None
@@ -211,12 +212,17 @@ class EffectDispatcher:
         """New effects were committed: look soon."""
         self._wake.set()
 
+    def request_stop(self) -> None:
+        """Finish the current round (its outcomes recorded), then leave `run`."""
+        self._stopping.set()
+        self._wake.set()
+
     async def run(self) -> None:
         """Deliver due effects until cancelled."""
         delay = self.poll_interval
         idle = self.poll_interval  # grows while rounds find nothing (see IDLE_POLL_MAX_S)
         outage_since: float | None = None  # an outage is logged when it starts and when it ends
-        while True:
+        while not self._stopping.is_set():
             try:
                 count = await self.deliver_due()
                 delay = idle = min(idle * 2, IDLE_POLL_MAX_S) if count == 0 else self.poll_interval

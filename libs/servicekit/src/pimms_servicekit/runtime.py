@@ -42,6 +42,10 @@ from pimms_servicekit.settings import ServiceSettings, SettingsError
 from pimms_servicekit.tables import outbox
 from pimms_servicekit.unit_of_work import UnitOfWork
 
+# How long a stop waits for the work in progress: a unit of work, a dispatcher's round.
+UNIT_OF_WORK_GRACE_S = 5.0
+DISPATCH_GRACE_S = 10.0
+
 log = get_logger("pimms.runtime")
 
 Background = Callable[[], Awaitable[None]]
@@ -114,6 +118,7 @@ class ServiceRuntime(Generic[R]):
         )
         self._background: list[tuple[str, Background]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._dispatching: list[asyncio.Task[None]] = []
         self._subscribed = False
         # --- housekeeping (issue 6): purge old kit rows, dead-letter parked_too_long ----------
         self.on_parked_expired: ExpiredHook | None = None  # a service tells the mediator here
@@ -218,7 +223,19 @@ class ServiceRuntime(Generic[R]):
         self.dispatchers[destination.name] = dispatcher
 
     async def in_unit_of_work(self, work: Callable[[UnitOfWork[R]], Awaitable[None]]) -> None:
-        """Run `work` (a timer, a file watcher, an HTTP request) in its own unit of work."""
+        """Run `work` (a timer, a file watcher, an HTTP request) in its own unit of work.
+
+        A stop does not cut it half-way (a query cancelled mid-flight spoils its pooled
+        connection, and the stop then hangs on it): it gets `UNIT_OF_WORK_GRACE_S` to commit."""
+        current = asyncio.ensure_future(self._unit_of_work(work))
+        try:
+            await asyncio.shield(current)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(current, timeout=UNIT_OF_WORK_GRACE_S)
+            raise
+
+    async def _unit_of_work(self, work: Callable[[UnitOfWork[R]], Awaitable[None]]) -> None:
         async with self.database.transaction() as session:
             uow = self.pipeline.unit_of_work(session)
             uow.begin_hook(case_id=None, correlation_id=None)
@@ -335,7 +352,7 @@ class ServiceRuntime(Generic[R]):
     async def _after_startup(self) -> None:
         self.relay.start()
         for name, dispatcher in self.dispatchers.items():
-            self._tasks.append(
+            self._dispatching.append(
                 asyncio.create_task(_supervised(f"effects:{name}", dispatcher.run), name=name)
             )
         await self._start_http()
@@ -357,6 +374,14 @@ class ServiceRuntime(Generic[R]):
     async def _on_shutdown(self) -> None:
         log.info("service.stopping")
         self.pipeline.stopping.set()
+        # Dispatchers finish their round (what was delivered is recorded, not re-sent after the
+        # lease); background jobs are cancelled, their unit of work in progress may commit.
+        for dispatcher in self.dispatchers.values():
+            dispatcher.request_stop()
+        if self._dispatching:
+            await asyncio.wait(self._dispatching, timeout=DISPATCH_GRACE_S)
+        self._tasks.extend(self._dispatching)
+        self._dispatching.clear()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

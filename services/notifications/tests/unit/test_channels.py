@@ -108,3 +108,49 @@ async def test_a_channel_that_cannot_write_raises_oserror(tmp_path: Path) -> Non
     blocker.write_text("a file where the folder should be", encoding="utf-8")
     with pytest.raises(FileExistsError):
         await FileSmsChannel(blocker).send(message())
+
+
+async def test_a_round_of_message_files_shares_one_sync_and_every_file_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from pimms_notifications.channels import files
+
+    syncs: list[Path] = []
+    real = files._sync_file_system
+
+    def counting(directory: Path) -> None:
+        syncs.append(directory)
+        if files._SYNCFS is not None:
+            real(directory)
+
+    monkeypatch.setattr(files, "_sync_file_system", counting)
+    monkeypatch.setattr(files, "_SYNCFS", files._SYNCFS or (lambda fd: 0))
+    group = files.GroupSync()
+    monkeypatch.setattr(files, "_GROUP", group)
+    paths = [tmp_path / "sms" / f"{i}.txt" for i in range(20)]
+    await asyncio.gather(
+        *(files.write_file(p, f"message {i}".encode()) for i, p in enumerate(paths))
+    )
+    assert [p.read_text() for p in paths] == [f"message {i}" for i in range(20)]
+    assert 1 <= len(syncs) < 20  # writers of one round wait for a shared sync
+    assert not [p for p in (tmp_path / "sms").iterdir() if p.name.startswith(".")]  # no temp left
+    await files.write_file(paths[0], b"again")  # a later writer gets a sync of its own
+    assert paths[0].read_text() == "again"
+    assert len(syncs) >= 2
+
+
+async def test_a_failed_sync_fails_the_delivery_as_transient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pimms_notifications.channels import TransientFailure, files
+
+    def broken(directory: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files, "_SYNCFS", files._SYNCFS or (lambda fd: 0))
+    monkeypatch.setattr(files, "_sync_file_system", broken)
+    monkeypatch.setattr(files, "_GROUP", files.GroupSync())
+    result = await files.deliver_file(tmp_path / "x.txt", b"x")
+    assert result == TransientFailure(reason="file_enospc")

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import os
+import sys
 import tempfile
+from collections.abc import Callable
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -26,21 +29,24 @@ from pimms_notifications.channels import (
 from pimms_notifications.channels.email_message import message_id_for
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, then rename."""
+def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write `data` to `path` through a temporary file in the same folder, then rename; with
+    `sync`, fsync the file and the folder (without, the caller makes it durable: `GroupSync`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
-    _sync_directory(path.parent)
+    if sync:
+        _sync_directory(path.parent)
 
 
 def _sync_directory(directory: Path) -> None:
@@ -56,9 +62,87 @@ def _sync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def _load_syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2): one call makes every write of a file system durable."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syncfs: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return syncfs
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _sync_file_system(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        assert _SYNCFS is not None
+        if _SYNCFS(descriptor) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+    finally:
+        os.close(descriptor)
+
+
+class GroupSync:
+    """Group commit for message files: the writers of one dispatcher round share one syncfs.
+
+    An fsync of each file and of its folder cost half a millisecond of CPU per message; a round
+    of writers joins one pending sync that starts after they have all written (each writer's data
+    is written before it joins, so the sync it waits for covers it). Where syncfs does not exist,
+    each file is synced on its own.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._running: set[asyncio.Task[None]] = set()  # held: the loop keeps weak references
+
+    @property
+    def grouped(self) -> bool:
+        """Whether writes are made durable by a shared sync (else each write syncs itself)."""
+        return _SYNCFS is not None
+
+    async def sync(self, directory: Path) -> None:
+        """Return once everything written under `directory` so far is durable."""
+        device = os.stat(directory).st_dev
+        pending = self._pending.get(device)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._pending[device] = pending
+            task = asyncio.get_running_loop().create_task(self._run(device, directory, pending))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        await asyncio.shield(pending)
+
+    async def _run(self, device: int, directory: Path, pending: asyncio.Future[None]) -> None:
+        await asyncio.sleep(0)  # the other writers of this round join first
+        if self._pending.get(device) is pending:
+            del self._pending[device]  # writers from now on wait for the next sync
+        try:
+            await asyncio.to_thread(_sync_file_system, directory)
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved here too: nobody may be waiting any more
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            pending.set_result(None)
+
+
+_GROUP = GroupSync()
+
+
 async def write_file(path: Path, data: bytes) -> None:
-    """`write_atomically` off the event loop (the fsyncs take milliseconds, more on a busy disk)."""
-    await asyncio.to_thread(write_atomically, path, data)
+    """Write a message file durably, off the event loop (see `GroupSync`)."""
+    if not _GROUP.grouped:
+        await asyncio.to_thread(write_atomically, path, data)
+        return
+    await asyncio.to_thread(write_atomically, path, data, sync=False)
+    await _GROUP.sync(path.parent)
 
 
 async def deliver_file(path: Path, data: bytes) -> DeliveryResult:
