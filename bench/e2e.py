@@ -183,6 +183,7 @@ async def run_platform(
     sampler = BacklogSampler(database_urls, interval=arguments.interval)
     stop = asyncio.Event()
     ready = asyncio.create_task(platform.wait_ready(timeout=180))
+    ready_s: float | None = None
     if rate_mode:
         await ready
         ready_s = time.time() - started

@@ -210,8 +210,8 @@ class BacklogSampler:
             while not stop.is_set():
                 moment = round(time.time() - start, 1)
                 counts = await asyncio.gather(*(self._count(name) for name in self._engines))
-                outbox = {"t": moment}
-                effects = {"t": moment}
+                outbox: dict[str, Any] = {"t": moment}
+                effects: dict[str, Any] = {"t": moment}
                 for name, (pending, undone) in zip(self._engines, counts, strict=True):
                     outbox[name] = pending
                     effects[name] = undone

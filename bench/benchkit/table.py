@@ -100,6 +100,13 @@ def render(result: dict[str, Any]) -> str:
         + ("the services' start" if run["mode"] == "backlog" else "the first need published")
         + "; overall = count / last s, flowing = from first to last message out)"
     )
+    series = platform.get("series", {}).get("partner_per_second") or []
+    if series:
+        active = sum(1 for n in series if n)
+        out.append(
+            f"partner feed per second: at most {cell(max(series))}, messages in {active} of "
+            f"{len(series)} seconds"
+        )
     ratio = result.get("ratio") or {}
     out.append(
         f"platform / baseline: flowing {percent(ratio.get('flowing'))}, "

@@ -83,6 +83,7 @@ def test_render_shows_every_section() -> None:
             "to_partner": flow([100.0 + i / 100 for i in range(6000)], 100.0),
             "to_case_closed": flow([101.0 + i / 100 for i in range(6000)], 100.0),
             "latency_to_partner": latency_summary([0.05] * 99 + [0.2]),
+            "series": {"partner_per_second": [0, 40, 0, 60]},
             "latency_to_case_closed": latency_summary([0.5] * 100),
             "outbox_backlog": {
                 "max": {"intake": 3},
@@ -110,6 +111,7 @@ def test_render_shows_every_section() -> None:
     assert "baseline relay (3 hops)" in text
     assert "platform / baseline: flowing 0.0100 (1.0 %), overall 0.0250 (2.5 %)" in text
     assert "need ce_time -> partner message" in text
+    assert "partner feed per second: at most 60, messages in 2 of 4 seconds" in text
     assert "INCOMPLETE" not in text
     intake = next(line for line in text.splitlines() if line.startswith("intake"))
     assert intake.split() == ["intake", "30.0", "5.0", "120.5", "3", "3", "-", "-"]
