@@ -65,7 +65,7 @@ BENCH_ARGS ?=
 bench: install
 	$(UV) run python bench/e2e.py --needs 20000 --database $(BENCH_DB) $(BENCH_ARGS)
 
-## The same on a small backlog: about a minute.
+## The same on a small backlog: about a minute on an idle machine (2-3 minutes on a loaded one).
 bench-quick: install
 	$(UV) run python bench/e2e.py --needs 2000 --baseline-needs 10000 --database $(BENCH_DB) $(BENCH_ARGS)
 
