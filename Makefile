@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PKGS := contracts/src libs/servicekit/src services/intake/src services/referrals/src \
         services/partner-gateways/src services/notifications/src services/reporting/src cli/src
 
-.PHONY: demo dev test install lint typecheck imports schemas asyncapi docs unit integration e2e bench clean uv
+.PHONY: demo dev test install lint typecheck imports schemas asyncapi docs unit integration e2e bench bench-quick bench-steady bench-intake clean uv
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -62,8 +62,25 @@ unit: install
 
 e2e: test-e2e
 
+## End-to-end bench (bench/e2e.py): every service as a process, EDF answering, a raw relay baseline.
+## BENCH_DB=postgresql for fresh PostgreSQL databases; BENCH_ARGS="--rate 100 --duration 60" for a
+## steady load instead of a backlog. Table on the terminal, JSON in bench/results/.
+BENCH_DB ?= sqlite
+BENCH_ARGS ?=
 bench: install
-	$(UV) run python bench/pipeline_throughput.py
+	$(UV) run python bench/e2e.py --needs 20000 --database $(BENCH_DB) $(BENCH_ARGS)
+
+## The same on a small backlog: about a minute on an idle machine (2-3 minutes on a loaded one).
+bench-quick: install
+	$(UV) run python bench/e2e.py --needs 2000 --baseline-needs 10000 --database $(BENCH_DB) $(BENCH_ARGS)
+
+## A steady 100 needs/s for 60 s (the latency target of issue 11) instead of a backlog.
+bench-steady: install
+	$(UV) run python bench/e2e.py --rate 100 --duration 60 --database $(BENCH_DB) $(BENCH_ARGS)
+
+## Intake alone, in this process (the former `make bench`).
+bench-intake: install
+	$(UV) run python bench/pipeline_throughput.py --database $(BENCH_DB)
 
 clean:
 	rm -rf .pimms .pytest_cache .mypy_cache .ruff_cache
