@@ -29,7 +29,12 @@ from pimms_servicekit.settings import SettingsError
 from pimms_servicekit.unit_of_work import UnitOfWork
 
 from pimms_notifications import handlers
-from pimms_notifications.adapters.destinations import ChannelDestination, DeliveryDestination
+from pimms_notifications.adapters.destinations import (
+    CHANNEL_POLICY,
+    FILE_POLICY,
+    ChannelDestination,
+    DeliveryDestination,
+)
 from pimms_notifications.adapters.reports import delivery_report_endpoint
 from pimms_notifications.adapters.repository import NotificationsRepos, Rules
 from pimms_notifications.adapters.templates import TemplateLibrary
@@ -43,6 +48,8 @@ from pimms_notifications.channels.files import (
     FileSmsChannel,
 )
 from pimms_notifications.settings import NotificationsSettings
+
+FILE_CHANNELS = (FileSmsChannel, FileEmailChannel, FileMediatorInbox)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 log = get_logger("pimms.notifications")
@@ -73,7 +80,11 @@ def file_destinations(settings: NotificationsSettings) -> list[ChannelDestinatio
 def delivery_destinations(settings: NotificationsSettings) -> list[DeliveryDestination]:
     """The channels the settings ask for (the SMS provider, SMTP; files when unset)."""
     return [
-        DeliveryDestination(name=name, channel=channel)
+        DeliveryDestination(
+            name=name,
+            channel=channel,
+            policy=FILE_POLICY if isinstance(channel, FILE_CHANNELS) else CHANNEL_POLICY,
+        )
         for name, channel in delivery_channels(settings).items()
     ]
 

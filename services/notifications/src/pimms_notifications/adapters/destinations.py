@@ -9,6 +9,7 @@ the other channels' threads.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import threading
@@ -39,6 +40,10 @@ CHANNEL_POLICY = RetryPolicy(
     attempt_timeout=30.0,
 )
 """A message is tried for about half a day (12 attempts, backoff capped at one hour)."""
+
+FILE_POLICY = dataclasses.replace(CHANNEL_POLICY, concurrency=64)
+"""Message files: a round of up to 256 shares one sync of the file system (`GroupSync`); eight
+at a time left a backlog's notifications minutes behind its events."""
 
 # Errors that retrying cannot fix: the channel is misconfigured for this message.
 _PERMANENT_ERRNOS = frozenset(
