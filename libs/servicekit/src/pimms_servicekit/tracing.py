@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -109,6 +110,8 @@ def configure_tracing(service: str, environ: Mapping[str, str] | None = None) ->
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    # Its retries against an unreachable collector are not news; a batch given up on is (ERROR).
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.ERROR)
     name = env.get("OTEL_SERVICE_NAME") or f"pimms-{service}"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
     processor = BatchSpanProcessor(OTLPSpanExporter())
@@ -147,13 +150,24 @@ def _without_credentials(endpoint: str) -> str:
 # -- spans --------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def consuming(incoming: Incoming, *, service: str) -> Iterator[None]:
+_OFF: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
+def consuming(incoming: Incoming, *, service: str) -> contextlib.AbstractContextManager[None]:
     """The `<topic> process` span of one consumed message, a child of its `traceparent` (or of
     the journey its correlation id names)."""
-    if not _state.enabled:
-        yield
-        return
+    return _consuming(incoming, service=service) if _state.enabled else _OFF
+
+
+def handling(
+    event_type: str | None, *, case_id: str | None = None
+) -> contextlib.AbstractContextManager[None]:
+    """The `handle <event type>` span of a handler."""
+    return _handling(event_type, case_id=case_id) if _state.enabled else _OFF
+
+
+@contextlib.contextmanager
+def _consuming(incoming: Incoming, *, service: str) -> Iterator[None]:
     parent = _remote_parent(incoming.header(HEADER), incoming.correlation_id)
     with _state.tracer.start_as_current_span(
         f"{incoming.topic} process",
@@ -173,11 +187,7 @@ def consuming(incoming: Incoming, *, service: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def handling(event_type: str | None, *, case_id: str | None = None) -> Iterator[None]:
-    """The `handle <event type>` span of a handler."""
-    if not _state.enabled:
-        yield
-        return
+def _handling(event_type: str | None, *, case_id: str | None) -> Iterator[None]:
     attributes = {"pimms.case_id": case_id} if case_id else {}
     with _state.tracer.start_as_current_span(
         f"handle {event_type or 'message'}", kind=SpanKind.INTERNAL, attributes=attributes
