@@ -3,9 +3,16 @@ another instance now reads leave the service's metrics instead of showing a froz
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from pimms_servicekit.http import render
+from pimms_servicekit.kafka import ensure_topics
 from pimms_servicekit.metrics import Metrics
+from pimms_servicekit.testing import KafkaEndpoint, produce
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -61,3 +68,55 @@ async def test_partitions_lost_in_a_rebalance_leave_the_consumer_lag() -> None:
     # the consumer is gone (the service is stopping): no lag is claimed for any partition
     await metrics.read_consumer_lag(None)
     assert lags(metrics) == {}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+async def test_on_a_real_broker_a_rebalance_takes_the_lost_partitions_out_of_the_lag(
+    kafka: KafkaEndpoint,
+) -> None:
+    topic = f"lag-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka.bootstrap_servers, [topic], partitions=4, replication_factor=1)
+    await produce(
+        kafka.bootstrap_servers, [(topic, f"k{i}".encode(), b"{}", []) for i in range(40)]
+    )
+    group = f"pimms-lag-{uuid.uuid4().hex[:8]}"
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "group_id": group,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "latest",  # nothing is read: the series are what matters here
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 500,
+    }
+    first, second = AIOKafkaConsumer(topic, **options), AIOKafkaConsumer(topic, **options)
+    metrics = Metrics("test")
+    polling = [first]
+
+    async def lag_of_first(partitions: int) -> dict[tuple[str, str], float]:
+        """Poll both consumers until the first has `partitions` with known ends; its lags."""
+        seen: dict[tuple[str, str], float] = {}
+        for _ in range(600):
+            for consumer in polling:
+                await consumer.getmany(timeout_ms=100)
+            mine = first.assignment()
+            if len(mine) == partitions and all(first.highwater(tp) is not None for tp in mine):
+                await metrics.read_consumer_lag(first)
+                seen = lags(metrics)
+                if len(seen) == partitions:
+                    return seen
+        raise AssertionError(f"never {partitions} partitions: {first.assignment()}, {seen}")
+
+    await first.start()
+    try:
+        alone = await lag_of_first(4)
+        assert set(alone) == {(topic, str(p)) for p in range(4)}
+        await second.start()
+        polling.append(second)
+        try:
+            shared = await lag_of_first(2)
+            assert set(shared) == {(topic, str(tp.partition)) for tp in first.assignment()}
+        finally:
+            await second.stop()
+    finally:
+        await first.stop()
