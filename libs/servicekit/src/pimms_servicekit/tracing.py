@@ -114,7 +114,10 @@ def configure_tracing(service: str, environ: Mapping[str, str] | None = None) ->
     logging.getLogger("opentelemetry.exporter").setLevel(logging.ERROR)
     name = env.get("OTEL_SERVICE_NAME") or f"pimms-{service}"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    processor = BatchSpanProcessor(OTLPSpanExporter())
+    traces_url = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
+        f"{endpoint.rstrip('/')}/v1/traces"
+    )
+    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url))
     provider.add_span_processor(processor)
     _state.provider = provider
     _state.processor = processor
