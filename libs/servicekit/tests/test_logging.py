@@ -77,6 +77,34 @@ def test_ids_offsets_and_dates_are_left_alone() -> None:
     assert scrub_text(text) == text
 
 
+@pytest.mark.parametrize(
+    "clock",
+    [
+        "2026-11-27T09:30:08.123456+00:00",
+        "2026-11-27T09:30:00.000000+00:00",
+        "2026-11-27 09:30:08.12345678",
+        "stalled for 0.12345678 s",
+    ],
+)
+def test_clock_times_and_decimals_are_left_alone(clock: str) -> None:
+    assert scrub_text(clock) == clock
+
+
+def test_a_steered_clock_is_logged_whole_while_phones_next_to_it_are_not(
+    lines: io.StringIO,
+) -> None:
+    anchor = "2026-11-27T23:07:08.123456+00:00"
+    get_logger().warning(
+        "clock.steered",
+        time_anchor=anchor,
+        time_start="2026-11-27T08:00:00+00:00",
+        note=f"anchored {anchor}, call 06 12 34 56 78 or +33 6 12 34 56 78 or 06.12.34.56.78",
+    )
+    [line] = read(lines)
+    assert line["time_anchor"] == anchor
+    assert line["note"] == f"anchored {anchor}, call {REDACTED} or {REDACTED} or {REDACTED}"
+
+
 def test_exceptions_are_scrubbed_too(lines: io.StringIO) -> None:
     class Person(BaseModel):
         name: str

@@ -83,7 +83,9 @@ SAFE_KEYS = frozenset(
 )
 
 _EMAIL = re.compile(r"[^\s@<>\"'(),;:]+@[^\s@<>\"'(),;:]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(r"(?<![\w-])\+?\d[\d .-]{7,17}\d(?![\w-])")
+# Not right after "HH:MM:" (the seconds and fraction of a clock time, 09:30:08.123456).
+_PHONE = re.compile(r"(?<![\w-])(?<!\d:)\+?\d[\d .-]{7,17}\d(?![\w-])")
+_DECIMAL = re.compile(r"\d+\.\d+")
 _PYDANTIC_INPUT = re.compile(r"input_value=(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\{.*?\}|\S+)")
 _SQL_PARAMETERS = re.compile(r"\[parameters: .*?\](?=\s*(?:\(|$))", re.DOTALL)
 
@@ -97,9 +99,15 @@ def scrub_text(text: str) -> str:
 
 
 def _mask_phone(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    # Long digit runs that are not phone-shaped (ids, offsets, timestamps) are left alone.
-    looks_like_phone = match.group(0).startswith(("+", "0")) and 8 <= len(digits) <= 15
+    found = match.group(0)
+    digits = re.sub(r"\D", "", found)
+    # Long digit runs that are not phone-shaped (ids, offsets, timestamps) are left alone, and
+    # so are plain decimals (0.12345678 s): a phone number is not written with one decimal point.
+    looks_like_phone = (
+        found.startswith(("+", "0"))
+        and 8 <= len(digits) <= 15
+        and _DECIMAL.fullmatch(found) is None
+    )
     return REDACTED if looks_like_phone else match.group(0)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -67,6 +71,27 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self._lag_labels: set[tuple[str, str]] = set()
         self.ready = Gauge("pimms_ready", "1 when the service is ready", registry=r)
         self.info = Gauge("pimms_service_info", "The service", ["service"], registry=r)
         self.info.labels(service=service).set(1)
+
+    async def read_consumer_lag(self, consumer: Any) -> None:
+        """Set `pimms_consumer_lag` for the partitions `consumer` (aiokafka's) has now; the
+        partitions it lost in a rebalance (or all, when it is gone) lose their series, so a
+        dashboard never shows the frozen lag of a partition another instance now reads."""
+        assigned: set[tuple[str, str]] = set()
+        for tp in consumer.assignment() if consumer is not None else ():
+            labels = (tp.topic, str(tp.partition))
+            assigned.add(labels)
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # not fetched yet: the last value, if any, stays
+            with contextlib.suppress(Exception):
+                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+                self.consumer_lag.labels(*labels).set(max(highwater - position, 0))
+                self._lag_labels.add(labels)
+        for labels in self._lag_labels - assigned:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(*labels)
+        self._lag_labels &= assigned

@@ -23,6 +23,7 @@ from pimms_contracts import topics
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pimms_servicekit import tracing
 from pimms_servicekit.clock import Clock
 from pimms_servicekit.db import Database, insert_ignoring_duplicates
 from pimms_servicekit.dead_letters import DeadLetter, dead_letter
@@ -276,12 +277,15 @@ class BatchPipeline(Generic[R]):
         self, uow: UnitOfWork[R], incoming: Incoming, meaning: Meaning, *, again: bool
     ) -> None:
         started = self.clock.now()  # the trace shows the message before what it caused
-        with structlog.contextvars.bound_contextvars(
-            event_id=incoming.message_id[:300],
-            event_type=incoming.event_type,
-            correlation_id=incoming.correlation_id,
-            case_id=None,
-            kafka=incoming.position,
+        with (
+            tracing.consuming(incoming, service=self.service),
+            structlog.contextvars.bound_contextvars(
+                event_id=incoming.message_id[:300],
+                event_type=incoming.event_type,
+                correlation_id=incoming.correlation_id,
+                case_id=None,
+                kafka=incoming.position,
+            ),
         ):
             if meaning is None:
                 return
@@ -317,7 +321,8 @@ class BatchPipeline(Generic[R]):
                 event_type=frame.event_type,
             )
             try:
-                await handler(meaning.payload, uow)
+                with tracing.handling(frame.event_type, case_id=frame.case_id):
+                    await handler(meaning.payload, uow)
             finally:
                 frame = uow.end_message()
             uow.inbox.record(

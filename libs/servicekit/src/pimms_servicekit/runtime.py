@@ -40,6 +40,12 @@ from pimms_servicekit.pipeline import BatchPipeline
 from pimms_servicekit.routing import Decoder, Handlers
 from pimms_servicekit.settings import ServiceSettings, SettingsError
 from pimms_servicekit.tables import outbox
+from pimms_servicekit.tracing import (
+    TracingSender,
+    configure_tracing,
+    shutdown_tracing,
+    tracing_enabled,
+)
 from pimms_servicekit.unit_of_work import UnitOfWork
 
 # How long a stop waits for the work in progress: a unit of work, a dispatcher's round.
@@ -91,7 +97,7 @@ class ServiceRuntime(Generic[R]):
         self.pipeline.dead_letter_fallback = self._publish_dead_letter
         self.relay = OutboxRelay(
             database=self.database,
-            sender=self.kafka_sender,
+            sender=TracingSender(self.kafka_sender),
             clock=self.clock,
             source=f"urn:pimms:{self.service}",
             batch_size=settings.relay_batch_size,
@@ -185,17 +191,7 @@ class ServiceRuntime(Generic[R]):
 
     async def _render_metrics(self) -> bytes:
         await self._outbox_backlog()
-        consumer = getattr(self._subscriber, "consumer", None)
-        if consumer is not None:
-            for tp in consumer.assignment():
-                highwater = consumer.highwater(tp)
-                if highwater is None:
-                    continue
-                with contextlib.suppress(Exception):
-                    position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
-                    self.metrics.consumer_lag.labels(
-                        topic=tp.topic, partition=str(tp.partition)
-                    ).set(max(highwater - position, 0))
+        await self.metrics.read_consumer_lag(getattr(self._subscriber, "consumer", None))
         return render(self.metrics.registry)
 
     def _published(self, messages: Sequence[Outgoing]) -> None:
@@ -333,6 +329,8 @@ class ServiceRuntime(Generic[R]):
         return sorted({*consumed, *self.produces, *(f"{t}.dlt" for t in consumed)})
 
     async def _on_startup(self) -> None:
+        if not tracing_enabled():
+            configure_tracing(self.service)  # OTLP export only when OTEL_EXPORTER_OTLP_ENDPOINT
         if is_steered(self.clock):
             log.warning("clock.steered", **self.clock.describe())  # type: ignore[attr-defined]
         log.info(
@@ -395,6 +393,7 @@ class ServiceRuntime(Generic[R]):
         await self.kafka_sender.stop()
         await self.heartbeat.stop()
         await self.database.dispose()
+        shutdown_tracing()
         log.info("service.stopped")
 
     def _details(self) -> dict[str, Any]:

@@ -150,7 +150,7 @@ class UnitOfWork(Generic[R]):
             detail=detail,
             on_sent=self._hook_call(hook),
             event_id=event_id,
-            extra_headers=self._trace_headers(),
+            extra_headers=self._trace_headers(topic=topic, event_type=event.ce_type),
         )
 
     def publish(
@@ -362,12 +362,17 @@ class UnitOfWork(Generic[R]):
             raise RuntimeError("the unit of work is used outside a message or hook")
         return self._frames[-1]
 
-    def _trace_headers(self) -> list[tuple[str, bytes]]:
+    def _trace_headers(self, *, topic: str, event_type: str) -> list[tuple[str, bytes]]:
         """`traceparent` continuing the trace of what caused this (see `tracing`)."""
         frame = self._frame
         incoming = frame.incoming.header(tracing.HEADER) if frame.incoming else frame.traceparent
-        trace_id = tracing.trace_id_for(incoming=incoming, correlation_id=frame.correlation_id)
-        return [(tracing.HEADER, tracing.child_traceparent(trace_id).encode())]
+        traceparent = tracing.outgoing_traceparent(
+            incoming=incoming,
+            correlation_id=frame.correlation_id,
+            topic=topic,
+            event_type=event_type,
+        )
+        return [(tracing.HEADER, traceparent.encode())]
 
     def _hook_call(self, hook: Hook | None) -> dict[str, Any] | None:
         if hook is None:
