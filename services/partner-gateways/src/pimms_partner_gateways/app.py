@@ -183,7 +183,12 @@ def build_gateway(
         body_limit=settings.webhook_body_limit,
     )
     runtime.http_route(RESPONSES_PATH, webhooks.endpoint, methods=["POST"])
-    inbound = InboundFolders(runtime=runtime, partners=partners.current, data_dir=settings.data_dir)
+    inbound = InboundFolders(
+        runtime=runtime,
+        partners=partners.current,
+        data_dir=settings.data_dir,
+        lines_per_transaction=settings.inbound_lines_per_transaction,
+    )
     runtime.background(
         "partner-directory",
         lambda: directory.watch(interval=settings.directory_poll_interval_s),

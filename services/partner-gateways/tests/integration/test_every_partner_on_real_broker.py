@@ -1,9 +1,10 @@
 """Every partner, end to end: a real broker, a real database, real folders, real HTTP servers.
 
-EDF, La Poste and Orange read their Kafka feeds; Eau du Grand Lyon finds an export file in its
-folder and drops its answers in another; SNCF and La Banque Postale are HTTP servers (uvicorn, on
-free ports) that get signed POSTs and POST their signed answers to the gateway's own HTTP server.
-SNCF answers 500 at first. Each answer closes its referral (`completed` reported to referrals).
+EDF, La Poste, the prefecture and Orange read their Kafka feeds; Eau du Grand Lyon finds an export
+file in its folder and drops its answers in another; SNCF and La Banque Postale are HTTP servers
+(uvicorn, on free ports) that get signed POSTs and POST their signed answers to the gateway's own
+HTTP server. SNCF answers 500 at first. Each answer closes its referral (`completed` reported to
+referrals).
 """
 
 from __future__ import annotations
@@ -44,18 +45,27 @@ CATEGORIES = {
     "la-poste": "postal_service",
     "eau-grand-lyon": "water_bill",
     "sncf": "rail_travel",
+    "prefecture-69": "naturalisation",
     "orange": "telecom",
     "banque-postale": "micro_credit",
 }
+NATURALISATION_FILE = (
+    "id_card",
+    "birth_certificate",
+    "proof_of_address",
+    "tax_notices",
+    "language_diploma",
+)
 NAMES = {
     "edf": "Martin",
     "la-poste": "Bernard",
     "eau-grand-lyon": "Petit",
     "sncf": "Durand",
+    "prefecture-69": "Garcia",
     "orange": "Leroy",
     "banque-postale": "Moreau",
 }
-KAFKA_PARTNERS = ("edf", "la-poste", "orange")
+KAFKA_PARTNERS = ("edf", "la-poste", "prefecture-69", "orange")
 
 
 @dataclass
@@ -168,6 +178,7 @@ async def test_every_partner_gets_its_referral_and_its_answer_closes_it(
             last_name=NAMES[p],
             case_reference=f"LYON8-2026-00010{i}",
             urgency="normal",
+            documents=NATURALISATION_FILE if p == "prefecture-69" else ("id_card", "last_bill"),
         )
         for i, (p, category) in enumerate(CATEGORIES.items())
     }
@@ -258,6 +269,18 @@ async def test_every_partner_gets_its_referral_and_its_answer_closes_it(
                         '<reponse xmlns="urn:laposte:mediation:pimms:1" '
                         f'reference="{references["la-poste"]}" etat="traitee" horodatage="{at}">'
                         "<issue>favorable</issue></reponse>"
+                    ).encode(),
+                    [],
+                ),
+                (
+                    topics.partner_responses("prefecture-69"),
+                    references["prefecture-69"].encode(),
+                    json.dumps(
+                        {
+                            "numeroDemande": references["prefecture-69"],
+                            "etat": "DECISION_RENDUE",
+                            "horodatage": at,
+                        }
                     ).encode(),
                     [],
                 ),
