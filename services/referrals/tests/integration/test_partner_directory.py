@@ -56,6 +56,20 @@ transport = { kind = "kafka" }
 """
 
 
+FAMILY_FILES = """
+[[partner]]
+id = "caf-69"
+operator = "CAF du Rhône"
+categories = ["family_benefits"]
+territory = ["69"]
+format = "json"
+ack_within = "24h"
+resolve_within = "5d"
+transport = { kind = "kafka" }
+required_documents = ["id_card", "proof_of_address"]
+"""
+
+
 def write(path: Path, text: str, *, mtime: int) -> None:
     path.write_text(text, encoding="utf-8")
     os.utime(path, ns=(mtime, mtime))  # distinct mtimes, whatever the file system's resolution
@@ -181,6 +195,28 @@ async def test_the_directory_is_reloaded_and_a_broken_version_is_not_taken(
     assert "'eau-de-paris'" in refused["error"]
     assert "ack_within" in refused["error"]
     assert refused["kept"] == "last good"
+
+
+async def test_a_checklist_comes_from_the_directory_and_follows_its_changes(
+    cases: Cases, build: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "directory.toml"
+    write(path, FAMILY_FILES, mtime=1_000_000_001_000_000_000)
+    assert cases.directory.check()
+    case = build.case_opened(
+        category="family_benefits", postal_code="69003", documents=("id_card",)
+    )
+    await cases.send(topics.INTAKE_CASES, case)
+    kind, held = cases.of(case.case_id)[-1]
+    assert (kind, held["partner_id"]) == ("referral.on_hold", "caf-69")
+    assert held["missing_documents"] == ["proof_of_address"]  # nothing is sent yet
+
+    # the partner drops a document from its checklist: the next documents release the file
+    write(path, FAMILY_FILES.replace(', "proof_of_address"', ""), mtime=1_000_000_002_000_000_000)
+    assert cases.directory.check()
+    await cases.send(topics.INTAKE_CASES, build.documents_added(case, ("last_bill",)))
+    kind, released = cases.of(case.case_id)[-1]
+    assert (kind, released["referral_id"]) == ("referral.requested", held["referral_id"])
 
 
 def test_the_first_directory_must_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
