@@ -353,3 +353,68 @@ async def test_every_partner_gets_its_referral_and_its_answer_closes_it(
         await watcher.stop()
         await app.stop()
         await partners.stop()
+
+
+async def test_a_webhook_partner_added_to_the_file_of_a_running_gateway_gets_its_referrals(
+    kafka: KafkaEndpoint,
+    database_url: str,
+    tmp_path: Path,
+    case_opened: Callable[..., IntakeCaseOpened],
+    referral_requested: Any,
+) -> None:
+    partners = PartnerServer()
+    port = await partners.start()
+    path = directory_for(tmp_path, port)
+    settings = GatewaySettings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        partner_directory=path,
+        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        kafka_enable_idempotence=kafka.supports_idempotence,
+        kafka_session_timeout_ms=1000,
+        kafka_heartbeat_interval_ms=300,
+        kafka_fetch_max_wait_ms=20,
+        relay_poll_interval_s=0.05,
+        directory_poll_interval_s=0.1,
+        http_port=0,
+    )
+    gateway = build_gateway(settings, environ=ENV)
+    app = gateway.runtime.build_app()
+    await app.start()
+    watcher = await TopicWatcher(kafka.bootstrap_servers, [topics.PARTNER_REPORTS]).start()
+    try:
+        # La Banque Postale's professional desk joins, on the same endpoint and secret
+        text = path.read_text(encoding="utf-8")
+        bank = "[[partner]]" + text.split("[[partner]]")[-1]
+        assert 'id = "banque-postale"' in bank
+        pro = bank.replace('id = "banque-postale"', 'id = "banque-postale-pro"')
+        path.write_text(text + "\n" + pro, encoding="utf-8")
+        await eventually(lambda: gateway.directory.reloads == 1, what="the file reloaded")
+        case = case_opened(category="micro_credit", case_reference="LYON8-2026-000201")
+        request = referral_requested(case, "banque-postale-pro")
+        await produce(
+            kafka.bootstrap_servers,
+            [
+                event_message(topics.INTAKE_CASES, case, key=str(case.case_id)),
+                event_message(topics.CASES, request, key=str(case.case_id)),
+            ],
+        )
+        reference = str(request.referral_id)
+
+        def delivered() -> list[dict[str, Any]]:
+            return [
+                r.json
+                for r in watcher.of(topics.PARTNER_REPORTS, "fr.pimms.gateway.delivered.v1")
+                if r.json["referral_id"] == reference
+            ]
+
+        await watcher.wait_for(lambda _: delivered(), what="the new partner's delivery", timeout=60)
+        assert delivered()[0]["partner_id"] == "banque-postale-pro"
+        [body] = partners.bodies("banque-postale")
+        assert json.loads(body)["referral_id"] == reference
+        failed = watcher.of(topics.PARTNER_REPORTS, "fr.pimms.gateway.delivery_failed.v1")
+        assert [r for r in failed if r.json["referral_id"] == reference] == []
+    finally:
+        await watcher.stop()
+        await app.stop()
+        await partners.stop()

@@ -841,3 +841,35 @@ async def test_sncf_down_never_holds_back_the_other_partners(
     assert delivered == others  # every other partner has its referral; SNCF none yet
     assert len(sncf_tries) >= 3  # each SNCF referral was tried and will be again
     assert not harness.reports("delivery_failed")
+
+
+async def test_a_webhook_partner_added_to_the_file_gets_its_dispatcher_without_restart(
+    harness: Harness, case_opened: Callable[..., IntakeCaseOpened], referral_requested: Any
+) -> None:
+    path = harness.gateway.directory.path
+    text = path.read_text(encoding="utf-8")
+    sncf = "[[partner]]" + text.split("[[partner]]")[4]
+    assert 'id = "sncf"' in sncf
+    fret = sncf.replace('id = "sncf"', 'id = "sncf-fret"').replace(
+        "/pimms/referrals", "/pimms/fret"
+    )
+    path.write_text(text + "\n" + fret, encoding="utf-8")
+    assert harness.gateway.directory.check()
+    added = harness.gateway.destinations["partner:sncf-fret"]  # its own dispatcher, built now
+    added._transport = httpx.MockTransport(harness.endpoint.handler)  # type: ignore[attr-defined]
+    case = case_opened(category="rail_travel")
+    referral_id = await send_referral(harness, case, "sncf-fret", referral_requested)
+    await harness.deliver()
+    [request] = harness.endpoint.requests
+    assert str(request.url) == "http://127.0.0.1:8787/pimms/fret"
+    assert json.loads(request.content)["referral_id"] == referral_id
+    assert verify(
+        headers=dict(request.headers),
+        body=request.content,
+        secrets=(SNCF_SECRET.encode(),),
+        now=harness.clock.now(),
+    ).ok
+    assert [(d["partner_id"], d["referral_id"]) for d in harness.reports("delivered")] == [
+        ("sncf-fret", referral_id)
+    ]
+    assert not harness.reports("delivery_failed")
