@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from pimms_contracts.partners import PartnerDirectory, WebhookTransport, directory_path
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,46 @@ def data_dir() -> Path:
 def configured_bootstrap() -> str | None:
     """`KAFKA_BOOTSTRAP_SERVERS` when set: an existing broker, none is started."""
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+
+
+GATEWAYS_DIRECTORY_ENV = "PIMMS_GATEWAYS_PARTNER_DIRECTORY"
+# The development secret of a webhook partner: the value `pimms demo` signs its simulated
+# partner's answers with, so a demo run beside `pimms dev` is understood by its gateway.
+DEV_SECRET = "demo-{partner}-secret"  # noqa: S105 - a public development value, never a real one
+
+
+def gateway_directory_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The partner directory the gateway reads: its override, else `PIMMS_PARTNER_DIRECTORY`."""
+    return directory_path(environ, override_env=GATEWAYS_DIRECTORY_ENV)
+
+
+@dataclass(frozen=True)
+class DevSecret:
+    """A development value given to a webhook partner's secret variable the user left unset."""
+
+    partner_id: str
+    variable: str
+    value: str
+
+
+def dev_webhook_secrets(
+    directory: PartnerDirectory, environ: Mapping[str, str]
+) -> tuple[DevSecret, ...]:
+    """A development secret for each webhook partner whose variable `environ` leaves unset."""
+    chosen: dict[str, DevSecret] = {}
+    for partner in directory.partners:
+        transport = partner.transport
+        if not isinstance(transport, WebhookTransport) or environ.get(transport.secret_env):
+            continue
+        value = DEV_SECRET.format(partner=partner.id)
+        chosen.setdefault(transport.secret_env, DevSecret(partner.id, transport.secret_env, value))
+    return tuple(chosen.values())
+
+
+def describe_dev_secrets(secrets: tuple[DevSecret, ...]) -> list[str]:
+    """What `pimms dev` says about the webhook secrets it set (nothing when the user set all)."""
+    return [
+        f"webhook secret of {s.partner_id}: development value in {s.variable}={s.value} "
+        "(set the variable to use your own)"
+        for s in secrets
+    ]

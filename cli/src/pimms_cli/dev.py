@@ -8,7 +8,15 @@ import signal
 import sys
 import time
 
-from pimms_cli.config import configured_bootstrap, data_dir
+from pimms_contracts.partners import load_directory
+
+from pimms_cli.config import (
+    configured_bootstrap,
+    data_dir,
+    describe_dev_secrets,
+    dev_webhook_secrets,
+    gateway_directory_path,
+)
 from pimms_cli.devtime import ClockSettingError, describe_time, time_environment
 
 DEFAULT_DRAIN_SECONDS = 15.0
@@ -44,11 +52,19 @@ async def run_dev(
     except ClockSettingError as exc:
         print(f"pimms dev: {exc}", file=sys.stderr, flush=True)
         return 2
+    try:
+        directory = load_directory(gateway_directory_path(os.environ))
+    except ValueError as exc:
+        print(f"pimms dev: {exc}", file=sys.stderr, flush=True)
+        return 2
+    # Webhook partners' secrets the user left unset get development values (theirs are kept),
+    # so that the dev platform signs what it sends and checks what it is answered.
+    secrets = dev_webhook_secrets(directory, os.environ)
     platform = Platform(
         data_dir=data_dir(),
         bootstrap=configured_bootstrap(),
         instances=instances,
-        extra_env=clock_env,
+        extra_env={**clock_env, **{s.variable: s.value for s in secrets}},
     )
     try:
         platform.check_instances()
@@ -56,6 +72,8 @@ async def run_dev(
         print(f"pimms dev: {exc}", file=sys.stderr, flush=True)
         return 2
     print(describe_time(clock_env), flush=True)
+    for line in describe_dev_secrets(secrets):
+        print(line, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

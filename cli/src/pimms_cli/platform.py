@@ -31,6 +31,7 @@ from pimms_cli.config import (
     DEFAULT_BOOTSTRAP,
     SERVICES,
     ServiceSpec,
+    gateway_directory_path,
     is_postgresql,
     platform_services,
 )
@@ -121,7 +122,8 @@ class Platform:
             )
         else:
             self._say("broker", f"using the Kafka broker at {self.bootstrap}")
-        directory = load_directory()
+        # the topics of the partners the gateway will read (the services' own directory file)
+        directory = load_directory(gateway_directory_path({**os.environ, **self.extra_env}))
         await ensure_topics(
             self.bootstrap_servers,
             platform_topics(directory.kafka_partner_ids()),
@@ -176,8 +178,11 @@ class Platform:
     def describe_ports(self) -> list[str]:
         """One line per instance: its name and where its health and metrics are."""
         width = self._width()
+        paths = "/health/live, /health/ready, /metrics"
         return [
-            f"{name:<{width}} | http: {url} (/health/live, /health/ready, /metrics)"
+            f"{name:<{width}} | http: {url} ({paths}"
+            + (", /partners/<id>/responses" if name.startswith("partner-gateways") else "")
+            + ")"
             for name, url in self.http_endpoints()
         ]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -37,6 +40,7 @@ ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 TIME_START = "2026-11-27T09:00:00+01:00"
 SNCF_SECRET = "new-secret-for-the-runbook"
 SNCF_PREVIOUS = "old-secret-for-the-runbook"
+BANK_SECRET_ENV = "PIMMS_BANQUE_POSTALE_WEBHOOK_SECRET"
 URL_VARIABLES = {
     "intake": "INTAKE_URL",
     "referrals": "REFERRALS_URL",
@@ -93,6 +97,7 @@ def user_env(data_dir: Path, kafka: KafkaEndpoint, ports: dict[str, int]) -> dic
         PIMMS_SNCF_WEBHOOK_SECRET=SNCF_SECRET,
         PIMMS_SNCF_WEBHOOK_SECRET_PREVIOUS=SNCF_PREVIOUS,
     )
+    env.pop(BANK_SECRET_ENV, None)  # left unset: `pimms dev` gives it a development value
     for spec in SERVICES:
         env[spec.http_port_env] = str(ports[spec.name])
     return env
@@ -250,6 +255,39 @@ def test_dev_prints_the_shared_platform_clock_and_every_services_http_port(dev: 
     assert len(anchors) == 1, f"the services do not share one clock: {anchors}"
     anchor_time = datetime.fromtimestamp(float(anchor.group(1)), UTC).isoformat()
     assert anchors.pop() == anchor_time  # whole: the log scrubber leaves clock times alone
+
+
+def test_dev_gives_an_unset_webhook_secret_a_development_value_and_keeps_the_users(
+    dev: Dev,
+) -> None:
+    printed = dev.terminal()
+    [said] = [line for line in printed if line.startswith("webhook secret of ")]
+    assert f"banque-postale: development value in {BANK_SECRET_ENV}=" in said
+    assert all(SNCF_SECRET not in line for line in printed)  # the user's own is never printed
+    secret = said.split(f"{BANK_SECRET_ENV}=", 1)[1].split()[0]
+    # the gateway checks La Banque Postale's answers with it: an unknown referral, not a 401
+    at = datetime.now(UTC).isoformat()
+    body = json.dumps({"referral_id": str(uuid.uuid4()), "status": "received", "at": at}).encode()
+    stamp = str(int(time.time()))
+    signature = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256)
+
+    def answer(signed: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{dev.ports['partner-gateways']}/partners/banque-postale/responses",
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-PIMMS-Timestamp": stamp,
+                "X-PIMMS-Signature": signed,
+            },
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)  # noqa: S310 - the test's own platform
+        return refused.value.code
+
+    assert answer("sha256=" + signature.hexdigest()) == 404
+    assert answer("sha256=" + "0" * 64) == 401
 
 
 def test_every_command_of_the_runbook_works_on_a_running_platform(dev: Dev, seeded: Seeded) -> None:

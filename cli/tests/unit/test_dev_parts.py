@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import pimms_cli.platform
 import pytest
-from pimms_cli.config import SERVICES, is_postgresql, platform_services
-from pimms_cli.dev import stop_message
+from pimms_cli.config import (
+    SERVICES,
+    describe_dev_secrets,
+    dev_webhook_secrets,
+    gateway_directory_path,
+    is_postgresql,
+    platform_services,
+)
+from pimms_cli.dev import run_dev, stop_message
 from pimms_cli.devtime import ClockSettingError, describe_time, time_environment
 from pimms_cli.docs import documents_dir, load_documents, make_server, render_document
 from pimms_cli.platform import Platform
 from pimms_cli.probes import InFlight, in_flight_of, metric_sum
+from pimms_contracts.partners import load_directory
 
 NOW = 1_795_000_000.5
 
@@ -135,3 +147,100 @@ def test_pimms_docs_serves_each_services_asyncapi_document() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _FakePlatform:
+    """Records what `pimms dev` would start the services with; its start fails at once."""
+
+    made: list[_FakePlatform] = []
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.stopped = False
+        _FakePlatform.made.append(self)
+
+    def check_instances(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        raise RuntimeError("not starting anything in a unit test")
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+def test_dev_gives_webhook_partners_development_secrets_and_keeps_the_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("PIMMS_PARTNER_DIRECTORY", "PIMMS_GATEWAYS_PARTNER_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PIMMS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PIMMS_BANQUE_POSTALE_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("PIMMS_SNCF_WEBHOOK_SECRET", "the-users-own-secret")
+    monkeypatch.setattr(pimms_cli.platform, "Platform", _FakePlatform)
+    _FakePlatform.made.clear()
+
+    assert asyncio.run(run_dev()) == 1  # the fake platform refuses to start
+    [platform] = _FakePlatform.made
+    extra = platform.options["extra_env"]
+    assert extra["PIMMS_BANQUE_POSTALE_WEBHOOK_SECRET"] == "demo-banque-postale-secret"
+    assert "PIMMS_SNCF_WEBHOOK_SECRET" not in extra  # the user's value stays
+    printed = capsys.readouterr().out
+    assert (
+        "webhook secret of banque-postale: development value in "
+        "PIMMS_BANQUE_POSTALE_WEBHOOK_SECRET=demo-banque-postale-secret"
+    ) in printed
+    assert "the-users-own-secret" not in printed
+    assert "PIMMS_SNCF_WEBHOOK_SECRET" not in printed
+    # the services get them (the user's environment first, then the development values)
+    services = Platform(data_dir=tmp_path, extra_env=extra, services=SERVICES)
+    env = services.service_env(next(s for s in SERVICES if s.name == "partner-gateways"))
+    assert env["PIMMS_SNCF_WEBHOOK_SECRET"] == "the-users-own-secret"
+    assert env["PIMMS_BANQUE_POSTALE_WEBHOOK_SECRET"] == "demo-banque-postale-secret"
+
+
+def test_development_secrets_follow_the_directory_the_gateway_reads(tmp_path: Path) -> None:
+    directory = tmp_path / "partners.toml"
+    directory.write_text(
+        """
+[[partner]]
+id = "mutuelle"
+operator = "Mutuelle"
+categories = ["health_insurance"]
+territory = "all"
+format = "sncf"
+ack_within = "24h"
+resolve_within = "7d"
+transport = { kind = "webhook", url = "http://127.0.0.1:9999/in", secret_env = "MUTUELLE_KEY" }
+""",
+        encoding="utf-8",
+    )
+    environ = {"PIMMS_PARTNER_DIRECTORY": str(tmp_path / "other.toml")}
+    environ["PIMMS_GATEWAYS_PARTNER_DIRECTORY"] = str(directory)  # the gateway's override wins
+    assert gateway_directory_path(environ) == directory
+    secrets = dev_webhook_secrets(load_directory(directory), {})
+    assert [(s.partner_id, s.variable) for s in secrets] == [("mutuelle", "MUTUELLE_KEY")]
+    assert secrets[0].value
+    assert dev_webhook_secrets(load_directory(directory), {"MUTUELLE_KEY": "mine"}) == ()
+    assert describe_dev_secrets(()) == []
+    default = dev_webhook_secrets(load_directory(), {})
+    assert {s.variable for s in default} == {
+        "PIMMS_SNCF_WEBHOOK_SECRET",
+        "PIMMS_BANQUE_POSTALE_WEBHOOK_SECRET",
+    }
+
+
+def test_dev_prints_where_partners_answer_the_gateway(tmp_path: Path) -> None:
+    platform = Platform(data_dir=tmp_path, services=SERVICES)
+    platform._ports = {"partner-gateways": 8700, "intake": 8701}
+    for spec in SERVICES[:3]:
+        platform.running[spec.name] = _running(spec, platform._ports.get(spec.name))
+    lines = platform.describe_ports()
+    [gateway] = [line for line in lines if line.startswith("partner-gateways")]
+    assert "http://127.0.0.1:8700" in gateway
+    assert "/partners/<id>/responses" in gateway
+    assert all("/partners/" not in line for line in lines if not line.startswith("partner-"))
+
+
+def _running(spec: Any, port: int | None) -> Any:
+    return SimpleNamespace(spec=spec, http_port=port)

@@ -21,6 +21,7 @@ from pimms_contracts.v1.internal import (
 )
 from pimms_contracts.v1.lifecycle import LIFECYCLE_EVENTS
 from pimms_servicekit.clock import Clock
+from pimms_servicekit.directory_watch import WatchedFile
 from pimms_servicekit.effects import Destination
 from pimms_servicekit.logging import get_logger
 from pimms_servicekit.routing import EventDecoder
@@ -89,12 +90,17 @@ def delivery_destinations(settings: NotificationsSettings) -> list[DeliveryDesti
     ]
 
 
-def partner_directory(settings: NotificationsSettings) -> PartnerDirectory:
-    """The partner directory, checked now so that a bad file stops the start."""
+def partner_directory(settings: NotificationsSettings) -> WatchedFile[PartnerDirectory]:
+    """The partner directory file, checked now so that a bad file stops the start, and watched:
+    a changed file is reloaded, a broken new version refused (the last good one stays)."""
     try:
-        return load_directory(settings.partner_directory)
+        return WatchedFile(
+            settings.partner_directory, load=load_directory, what="partner directory"
+        )
     except ValueError as exc:
-        raise SettingsError(f"PIMMS_NOTIFICATIONS_PARTNER_DIRECTORY: {exc}") from None
+        raise SettingsError(
+            f"PIMMS_NOTIFICATIONS_PARTNER_DIRECTORY (else PIMMS_PARTNER_DIRECTORY): {exc}"
+        ) from None
 
 
 def build_runtime(
@@ -102,11 +108,16 @@ def build_runtime(
     *,
     clock: Clock | None = None,
     destinations: Sequence[Destination] | None = None,
+    directory: WatchedFile[PartnerDirectory] | None = None,
 ) -> Runtime:
-    """Notifications' runtime: what it reads, one dispatcher per channel, its jobs and endpoint."""
+    """Notifications' runtime: what it reads, one dispatcher per channel, its jobs and endpoint.
+
+    `directory`: the watched partner directory to use (tests keep it to check it at once);
+    default the settings' file. Each batch names partners with the directory of its start.
+    """
     settings = settings or NotificationsSettings.load()
     templates = TemplateLibrary.load()
-    directory = partner_directory(settings)
+    watched = directory or partner_directory(settings)
     rules = Rules(
         moment_window=settings.moment_window,
         reminder_delay=settings.visitor_reminder_delay,
@@ -117,7 +128,7 @@ def build_runtime(
         migrations_dir=MIGRATIONS,
         handlers=handlers.handles,
         repositories=lambda session: NotificationsRepos(
-            session, templates=templates, directory=directory, rules=rules
+            session, templates=templates, directory=watched.current, rules=rules
         ),
         hooks=handlers.hooks,
         clock=clock,
@@ -140,6 +151,9 @@ def build_runtime(
         job = partial(read_bounces, runtime, folder=folder, domain=domain)
         runtime.background("bounces", partial(_every, every, job))
     runtime.background("channels", partial(_close_at_shutdown, chosen))
+    runtime.background(
+        "partner-directory", partial(watched.watch, interval=settings.directory_poll_interval_s)
+    )
     if settings.sms_report_token is not None:
         endpoint = delivery_report_endpoint(
             token=settings.sms_report_token.get_secret_value(),

@@ -10,7 +10,7 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import ClassVar, Self
 
-from pimms_contracts.partners.directory import DEFAULT_DIRECTORY_PATH
+from pimms_contracts.partners.directory import DEFAULT_DIRECTORY_PATH, DIRECTORY_ENV
 from pimms_servicekit.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -26,8 +26,17 @@ class NotificationsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
     service_name: ClassVar[str] = "notifications"
 
-    partner_directory: Path = DEFAULT_DIRECTORY_PATH
-    """The partner directory (TOML), for operator names in messages."""
+    partner_directory: Path = Field(
+        default=DEFAULT_DIRECTORY_PATH,
+        validation_alias=AliasChoices(
+            f"{PREFIX}PARTNER_DIRECTORY", DIRECTORY_ENV, "partner_directory"
+        ),
+    )
+    """The partner directory (TOML), for operator names in messages: the platform's one file
+    `PIMMS_PARTNER_DIRECTORY`, unless `PIMMS_NOTIFICATIONS_PARTNER_DIRECTORY` overrides it.
+    Reloaded when it changes (a broken version is refused, the last good one stays)."""
+    directory_poll_interval_s: float = Field(default=2.0, gt=0)
+    """How often (real seconds) the directory file is looked at."""
     mail_from: str = Field(
         default="PIMMS <notifications@pimms.invalid>",
         min_length=3,

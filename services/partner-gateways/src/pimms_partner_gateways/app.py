@@ -7,13 +7,15 @@ background, the inbound folders of file-drop partners and the partner directory 
 when it changes (a bad new version is refused, the last good one stays).
 
 Reloading applies to what partners are, serve and agree to (categories, territory, SLAs, URLs,
-folders, mappings, secrets' variable names). A partner on a new Kafka topic, or a new file-drop or
-webhook partner, needs a restart for its topics to be read or its dispatcher to run.
+folders, mappings, secrets' variable names). A file-drop or webhook partner the file gains gets its
+dispatcher at once (its folders and endpoint are read from the directory already). A partner on a
+new Kafka topic needs a restart for its answers' topic to be read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from faststream import FastStream
 from pimms_contracts import topics
-from pimms_contracts.partners import PartnerDirectory, load_directory
+from pimms_contracts.partners import Partner, PartnerDirectory, load_directory
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeDocumentsAdded
 from pimms_contracts.v1.lifecycle import (
     ReferralCancelled,
@@ -33,6 +35,7 @@ from pimms_servicekit.batch_effects import deliver_batches_to
 from pimms_servicekit.clock import Clock
 from pimms_servicekit.directory_watch import WatchedFile
 from pimms_servicekit.effects import Destination
+from pimms_servicekit.logging import get_logger
 from pimms_servicekit.routing import EventDecoder
 from pimms_servicekit.runtime import ServiceRuntime
 
@@ -50,13 +53,14 @@ from pimms_partner_gateways.transports.webhook import WebhookDestination
 from pimms_partner_gateways.transports.webhook_inbound import RESPONSES_PATH, WebhookResponses
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = get_logger("pimms.partner_gateways")
 
 
 @dataclass
 class Partners:
     """The partner network of the current directory (rebuilt when the file changes)."""
 
-    dispatched: frozenset[str]
+    dispatched: set[str]
     network: PartnerNetwork = field(init=False)
     unknown_fields: UnknownFieldNames = field(default_factory=UnknownFieldNames)
 
@@ -110,13 +114,22 @@ def build_gateway(
         if p.transport.kind in ("file_drop", "webhook") and f"partner:{p.id}" not in given
     }
     dispatched = {p for name in (*given, *built) if (p := destination_partner(name)) is not None}
-    partners = Partners(dispatched=frozenset(dispatched))
+    partners = Partners(dispatched=dispatched)
     partners.use(first)
+
+    def on_directory(changed: PartnerDirectory) -> None:
+        for partner in changed.partners:  # a partner the file gains gets its dispatcher first
+            if _dispatched_kind(partner.transport.kind) and f"partner:{partner.id}" not in wired:
+                late.start(wire(partner))
+                partners.dispatched.add(partner.id)
+                log.info("partner.dispatcher_added", partner_id=partner.id)
+        partners.use(changed)
+
     directory = WatchedFile(
         settings.partner_directory,
         load=load_directory,
         what="partner directory",
-        on_change=partners.use,
+        on_change=on_directory,
     )
     kafka_partners = partners.network.kafka_partners()
     others = [p.id for p in first.partners if p.transport.kind != "kafka"]
@@ -152,10 +165,10 @@ def build_gateway(
     wired: dict[str, Destination] = dict(given)
     for destination in given.values():
         runtime.deliver_to(destination)
-    for partner in first.partners:
+
+    def wire(partner: Partner) -> str:
+        """Build and register the dispatcher of a file-drop or webhook partner; its name."""
         name = f"partner:{partner.id}"
-        if name not in built:
-            continue
         if partner.transport.kind == "file_drop":
             drop = FileDropDestination(
                 partner_id=partner.id,
@@ -175,6 +188,12 @@ def build_gateway(
             )
             runtime.deliver_to(hook)
             wired[name] = hook
+        return name
+
+    for partner in first.partners:
+        if f"partner:{partner.id}" in built:
+            wire(partner)
+    late = LateDispatchers(runtime=runtime)
     webhooks = WebhookResponses(
         partners=partners.current,
         apply=webhook_applier(runtime),
@@ -183,7 +202,12 @@ def build_gateway(
         body_limit=settings.webhook_body_limit,
     )
     runtime.http_route(RESPONSES_PATH, webhooks.endpoint, methods=["POST"])
-    inbound = InboundFolders(runtime=runtime, partners=partners.current, data_dir=settings.data_dir)
+    inbound = InboundFolders(
+        runtime=runtime,
+        partners=partners.current,
+        data_dir=settings.data_dir,
+        lines_per_transaction=settings.inbound_lines_per_transaction,
+    )
     runtime.background(
         "partner-directory",
         lambda: directory.watch(interval=settings.directory_poll_interval_s),
@@ -191,7 +215,7 @@ def build_gateway(
     runtime.background(
         "inbound-folders", lambda: inbound.watch(interval=settings.inbound_poll_interval_s)
     )
-    runtime.background("webhook-clients", lambda: _close_on_stop(wired.values()))
+    runtime.background("late-dispatchers", lambda: late.run(closing=wired.values()))
     return Gateway(
         runtime=runtime,
         partners=partners,
@@ -202,14 +226,47 @@ def build_gateway(
     )
 
 
-async def _close_on_stop(destinations: Iterable[Destination]) -> None:
-    """Hold the webhook connection pools open while the service runs; close them at the end."""
-    try:
-        await asyncio.Event().wait()
-    finally:
-        for destination in list(destinations):
-            if isinstance(destination, WebhookDestination):
-                await destination.aclose()
+def _dispatched_kind(kind: str) -> bool:
+    """Partners on these transports are reached by a dispatcher of their own."""
+    return kind in ("file_drop", "webhook")
+
+
+@dataclass
+class LateDispatchers:
+    """Dispatchers of partners the directory gained while the gateway runs (the runtime starts
+    those of the first directory); at the end, the webhook connection pools are closed."""
+
+    runtime: ServiceRuntime[GatewayRepos]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    running: bool = False
+
+    def start(self, name: str) -> None:
+        """Run the dispatcher registered as `name`: now if the service runs, else at its start."""
+        if not self.running:
+            self.pending.append(name)
+            return
+        dispatcher = self.runtime.dispatchers[name]
+        self.tasks.append(asyncio.get_running_loop().create_task(dispatcher.run(), name=name))
+
+    async def run(self, *, closing: Iterable[Destination]) -> None:
+        """Serve until the service stops; then stop the late dispatchers and close the pools."""
+        self.running = True
+        pending, self.pending = self.pending, []
+        for name in pending:  # gained between the build and the start
+            self.start(name)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.running = False
+            for task in self.tasks:
+                task.cancel()
+            for task in self.tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for destination in list(closing):
+                if isinstance(destination, WebhookDestination):
+                    await destination.aclose()
 
 
 def build_runtime(

@@ -30,6 +30,8 @@ class GatewaySettings(ServiceSettings):
     # How often the directory file and the partners' inbound folders are looked at.
     directory_poll_interval_s: float = Field(default=2.0, gt=0)
     inbound_poll_interval_s: float = Field(default=1.0, gt=0)
+    # Lines of an inbound file applied (and recorded as applied) per transaction.
+    inbound_lines_per_transaction: int = Field(default=200, ge=1, le=10_000)
     # The largest webhook body the gateway reads (a partner's answer is a few hundred bytes).
     webhook_body_limit: int = Field(default=64 * 1024, ge=1024)
     webhook_timeout_s: float = Field(default=10.0, gt=0)

@@ -1,9 +1,10 @@
 """Every partner, end to end: a real broker, a real database, real folders, real HTTP servers.
 
-EDF, La Poste and Orange read their Kafka feeds; Eau du Grand Lyon finds an export file in its
-folder and drops its answers in another; SNCF and La Banque Postale are HTTP servers (uvicorn, on
-free ports) that get signed POSTs and POST their signed answers to the gateway's own HTTP server.
-SNCF answers 500 at first. Each answer closes its referral (`completed` reported to referrals).
+EDF, La Poste, the prefecture and Orange read their Kafka feeds; Eau du Grand Lyon finds an export
+file in its folder and drops its answers in another; SNCF and La Banque Postale are HTTP servers
+(uvicorn, on free ports) that get signed POSTs and POST their signed answers to the gateway's own
+HTTP server. SNCF answers 500 at first. Each answer closes its referral (`completed` reported to
+referrals).
 """
 
 from __future__ import annotations
@@ -44,18 +45,27 @@ CATEGORIES = {
     "la-poste": "postal_service",
     "eau-grand-lyon": "water_bill",
     "sncf": "rail_travel",
+    "prefecture-69": "naturalisation",
     "orange": "telecom",
     "banque-postale": "micro_credit",
 }
+NATURALISATION_FILE = (
+    "id_card",
+    "birth_certificate",
+    "proof_of_address",
+    "tax_notices",
+    "language_diploma",
+)
 NAMES = {
     "edf": "Martin",
     "la-poste": "Bernard",
     "eau-grand-lyon": "Petit",
     "sncf": "Durand",
+    "prefecture-69": "Garcia",
     "orange": "Leroy",
     "banque-postale": "Moreau",
 }
-KAFKA_PARTNERS = ("edf", "la-poste", "orange")
+KAFKA_PARTNERS = ("edf", "la-poste", "prefecture-69", "orange")
 
 
 @dataclass
@@ -168,6 +178,7 @@ async def test_every_partner_gets_its_referral_and_its_answer_closes_it(
             last_name=NAMES[p],
             case_reference=f"LYON8-2026-00010{i}",
             urgency="normal",
+            documents=NATURALISATION_FILE if p == "prefecture-69" else ("id_card", "last_bill"),
         )
         for i, (p, category) in enumerate(CATEGORIES.items())
     }
@@ -262,6 +273,18 @@ async def test_every_partner_gets_its_referral_and_its_answer_closes_it(
                     [],
                 ),
                 (
+                    topics.partner_responses("prefecture-69"),
+                    references["prefecture-69"].encode(),
+                    json.dumps(
+                        {
+                            "numeroDemande": references["prefecture-69"],
+                            "etat": "DECISION_RENDUE",
+                            "horodatage": at,
+                        }
+                    ).encode(),
+                    [],
+                ),
+                (
                     topics.partner_responses("orange"),
                     references["orange"].encode(),
                     json.dumps(
@@ -326,6 +349,71 @@ async def test_every_partner_gets_its_referral_and_its_answer_closes_it(
         assert errors[1].startswith(f"{egl};TRAITE;")
         assert "wrong_cell_count" in errors[1]
         assert errors[2:] == [""]
+    finally:
+        await watcher.stop()
+        await app.stop()
+        await partners.stop()
+
+
+async def test_a_webhook_partner_added_to_the_file_of_a_running_gateway_gets_its_referrals(
+    kafka: KafkaEndpoint,
+    database_url: str,
+    tmp_path: Path,
+    case_opened: Callable[..., IntakeCaseOpened],
+    referral_requested: Any,
+) -> None:
+    partners = PartnerServer()
+    port = await partners.start()
+    path = directory_for(tmp_path, port)
+    settings = GatewaySettings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        partner_directory=path,
+        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        kafka_enable_idempotence=kafka.supports_idempotence,
+        kafka_session_timeout_ms=1000,
+        kafka_heartbeat_interval_ms=300,
+        kafka_fetch_max_wait_ms=20,
+        relay_poll_interval_s=0.05,
+        directory_poll_interval_s=0.1,
+        http_port=0,
+    )
+    gateway = build_gateway(settings, environ=ENV)
+    app = gateway.runtime.build_app()
+    await app.start()
+    watcher = await TopicWatcher(kafka.bootstrap_servers, [topics.PARTNER_REPORTS]).start()
+    try:
+        # La Banque Postale's professional desk joins, on the same endpoint and secret
+        text = path.read_text(encoding="utf-8")
+        bank = "[[partner]]" + text.split("[[partner]]")[-1]
+        assert 'id = "banque-postale"' in bank
+        pro = bank.replace('id = "banque-postale"', 'id = "banque-postale-pro"')
+        path.write_text(text + "\n" + pro, encoding="utf-8")
+        await eventually(lambda: gateway.directory.reloads == 1, what="the file reloaded")
+        case = case_opened(category="micro_credit", case_reference="LYON8-2026-000201")
+        request = referral_requested(case, "banque-postale-pro")
+        await produce(
+            kafka.bootstrap_servers,
+            [
+                event_message(topics.INTAKE_CASES, case, key=str(case.case_id)),
+                event_message(topics.CASES, request, key=str(case.case_id)),
+            ],
+        )
+        reference = str(request.referral_id)
+
+        def delivered() -> list[dict[str, Any]]:
+            return [
+                r.json
+                for r in watcher.of(topics.PARTNER_REPORTS, "fr.pimms.gateway.delivered.v1")
+                if r.json["referral_id"] == reference
+            ]
+
+        await watcher.wait_for(lambda _: delivered(), what="the new partner's delivery", timeout=60)
+        assert delivered()[0]["partner_id"] == "banque-postale-pro"
+        [body] = partners.bodies("banque-postale")
+        assert json.loads(body)["referral_id"] == reference
+        failed = watcher.of(topics.PARTNER_REPORTS, "fr.pimms.gateway.delivery_failed.v1")
+        assert [r for r in failed if r.json["referral_id"] == reference] == []
     finally:
         await watcher.stop()
         await app.stop()

@@ -727,3 +727,149 @@ async def test_a_changed_directory_is_used_and_a_bad_one_refused_keeping_the_las
     assert "'eau-grand-lyon'" in refused["error"]
     assert "territory" in refused["error"]
     assert harness.gateway.partners.directory().get("sncf").transport.url == "http://sncf.test/v2"  # type: ignore[union-attr]
+
+
+# --- webhook outages: a durable schedule, and other partners keep flowing ---
+
+
+async def _sncf_effect(harness: Harness) -> Any:
+    async with harness.runtime.database.transaction() as session:
+        rows = (
+            await session.execute(select(effects).where(effects.c.destination == "partner:sncf"))
+        ).all()
+    [row] = rows
+    return row
+
+
+async def test_a_restarted_gateway_continues_the_webhook_retry_schedule(
+    tmp_path: Path,
+    database_url: str,
+    case_opened: Callable[..., IntakeCaseOpened],
+    referral_requested: Any,
+) -> None:
+    endpoint = FakeEndpoint(statuses=[503, 503, 503])
+    first, runtime = await _harness(tmp_path, database_url, endpoint)
+    async with TestKafkaBroker(runtime.broker) as test_broker:
+        first.broker = test_broker
+        referral_id = await send_referral(
+            first, case_opened(category="rail_travel"), "sncf", referral_requested
+        )
+        await first.deliver()
+        for _ in range(2):  # two more tries, each when the schedule says
+            row = await _sncf_effect(first)
+            first.clock.advance(row.next_attempt_at - first.clock.now())
+            await first.deliver()
+        before = await _sncf_effect(first)
+        stopped_at = first.clock.now()
+    for destination in first.gateway.destinations.values():
+        close = getattr(destination, "aclose", None)
+        if close is not None:
+            await close()
+    await runtime.database.dispose()
+    assert len(endpoint.requests) == 3
+    assert before.attempts == 3
+    assert before.done_at is None
+    # the fourth try is due 4 s (±20 %) after the third, not 1 s as for a first retry
+    assert before.next_attempt_at - stopped_at > timedelta(seconds=3)
+
+    second, runtime = await _harness(tmp_path, database_url, endpoint)  # a new process
+    async with TestKafkaBroker(runtime.broker) as test_broker:
+        second.broker = test_broker
+        second.clock.advance(stopped_at - second.clock.now() + timedelta(seconds=2))
+        await second.deliver()
+        assert len(endpoint.requests) == 3  # not yet due: the schedule survived the restart
+        second.clock.advance(before.next_attempt_at - second.clock.now())
+        await second.deliver()
+        assert len(endpoint.requests) == 4  # due now: tried, answered 200
+        after = await _sncf_effect(second)
+        delivered = second.reports("delivered")
+        for destination in second.gateway.destinations.values():
+            close = getattr(destination, "aclose", None)
+            if close is not None:
+                await close()
+    await runtime.database.dispose()
+    assert after.attempts == 4
+    assert after.done_at is not None
+    assert [d["referral_id"] for d in delivered] == [referral_id]
+    ids = {r.headers["X-PIMMS-Delivery"] for r in endpoint.requests}
+    assert ids == {delivery_id(partner_id="sncf", referral_id=referral_id, kind="referral")}
+
+
+@dataclass
+class SncfDown(FakeEndpoint):
+    """SNCF answers 503 to everything; La Banque Postale answers 200."""
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status = 503 if request.url.port == 8787 else 200
+        return httpx.Response(status, json={"ok": status < 300})
+
+
+async def test_sncf_down_never_holds_back_the_other_partners(
+    tmp_path: Path,
+    database_url: str,
+    case_opened: Callable[..., IntakeCaseOpened],
+    referral_requested: Any,
+) -> None:
+    endpoint = SncfDown()
+    harness, runtime = await _harness(tmp_path, database_url, endpoint)
+    async with TestKafkaBroker(runtime.broker) as test_broker:
+        harness.broker = test_broker
+        for _ in range(3):  # SNCF's queue fills with referrals it cannot take
+            await send_referral(
+                harness, case_opened(category="rail_travel"), "sncf", referral_requested
+            )
+        others = {
+            partner: await send_referral(
+                harness, case_opened(category=category), partner, referral_requested
+            )
+            for partner, category in (
+                ("banque-postale", "micro_credit"),
+                ("edf", "energy_bill"),
+                ("eau-grand-lyon", "water_bill"),
+            )
+        }
+        harness.clock.advance(timedelta(minutes=1))  # the next export slot of the file drop
+        await harness.deliver()
+        delivered = {d["partner_id"]: d["referral_id"] for d in harness.reports("delivered")}
+        sncf_tries = [r for r in endpoint.requests if r.url.port == 8787]
+        for destination in harness.gateway.destinations.values():
+            close = getattr(destination, "aclose", None)
+            if close is not None:
+                await close()
+    await runtime.database.dispose()
+    assert delivered == others  # every other partner has its referral; SNCF none yet
+    assert len(sncf_tries) >= 3  # each SNCF referral was tried and will be again
+    assert not harness.reports("delivery_failed")
+
+
+async def test_a_webhook_partner_added_to_the_file_gets_its_dispatcher_without_restart(
+    harness: Harness, case_opened: Callable[..., IntakeCaseOpened], referral_requested: Any
+) -> None:
+    path = harness.gateway.directory.path
+    text = path.read_text(encoding="utf-8")
+    sncf = "[[partner]]" + text.split("[[partner]]")[4]
+    assert 'id = "sncf"' in sncf
+    fret = sncf.replace('id = "sncf"', 'id = "sncf-fret"').replace(
+        "/pimms/referrals", "/pimms/fret"
+    )
+    path.write_text(text + "\n" + fret, encoding="utf-8")
+    assert harness.gateway.directory.check()
+    added = harness.gateway.destinations["partner:sncf-fret"]  # its own dispatcher, built now
+    added._transport = httpx.MockTransport(harness.endpoint.handler)  # type: ignore[attr-defined]
+    case = case_opened(category="rail_travel")
+    referral_id = await send_referral(harness, case, "sncf-fret", referral_requested)
+    await harness.deliver()
+    [request] = harness.endpoint.requests
+    assert str(request.url) == "http://127.0.0.1:8787/pimms/fret"
+    assert json.loads(request.content)["referral_id"] == referral_id
+    assert verify(
+        headers=dict(request.headers),
+        body=request.content,
+        secrets=(SNCF_SECRET.encode(),),
+        now=harness.clock.now(),
+    ).ok
+    assert [(d["partner_id"], d["referral_id"]) for d in harness.reports("delivered")] == [
+        ("sncf-fret", referral_id)
+    ]
+    assert not harness.reports("delivery_failed")

@@ -125,6 +125,7 @@ async def open_case(event: IntakeCaseOpened, uow: Uow) -> None:
             documents=case.documents,
             at=now,
             source_event=uow.message_id,
+            checklist=partner.required_documents,
         )
         referral = opened_referral.referral
         repo.add_referral(referral, transition=opened_referral.transition)
@@ -147,15 +148,18 @@ async def add_documents(event: IntakeDocumentsAdded, uow: Uow) -> None:
     case = uow.repos.set_documents(case, event.documents)
     uow.log("case.documents_recorded", added=list(event.added), held=len(event.documents))
     now = uow.now()
+    directory = uow.repos.partners()
     for referral in await uow.repos.referrals_of(case.case_id):
         if referral.final:
             continue
+        partner = directory.get(referral.partner_id)  # its checklist as the directory says now
         result = bring_documents(
             referral,
             added=tuple(event.added),
             held=tuple(event.documents),
             at=now,
             source_event=uow.message_id,
+            checklist=tuple(partner.required_documents) if partner is not None else None,
         )
         if isinstance(result, Applied):
             # released: referral.requested (the gateway sends it now); else the new missing list

@@ -180,3 +180,33 @@ def test_documents_go_nowhere_for_a_partner_that_does_not_take_them() -> None:
     assert isinstance(
         bring_documents(in_progress, added=("tax_notices",), held=COMPLETE, at=T1), Unchanged
     )
+
+
+def test_the_directory_checklist_is_the_one_in_force() -> None:
+    # a partner the spec does not know, with a checklist in the directory
+    assert missing_documents(
+        partner_id="caf-69", documents=("id_card",), checklist=("id_card", "proof_of_address")
+    ) == ("proof_of_address",)
+    assert receives_documents("caf-69", ("id_card",))
+    # the prefecture's checklist, shortened in the directory
+    assert missing_documents(partner_id="prefecture-69", documents=(), checklist=("id_card",)) == (
+        "id_card",
+    )
+    assert not receives_documents("prefecture-69", ())  # the directory says it needs none
+    held = open_referral(
+        referral_id="r-2",
+        case_id="c-1",
+        partner_id="caf-69",
+        position=0,
+        ack_within=timedelta(days=1),
+        resolve_within=timedelta(days=5),
+        documents=("id_card",),
+        at=T0,
+        checklist=("id_card", "proof_of_address"),
+    )
+    assert held.referral.missing_documents == ("proof_of_address",)
+    released = bring_documents(
+        held.referral, added=("last_bill",), held=("id_card", "last_bill"), at=T1, checklist=()
+    )
+    assert isinstance(released, Applied)
+    assert released.referral.status == "requested"

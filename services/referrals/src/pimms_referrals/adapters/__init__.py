@@ -1,1 +1,1 @@
-"""Referrals adapters: its database and the partner directory file."""
+"""Referrals adapters: its database (the partner directory file is servicekit's WatchedFile)."""

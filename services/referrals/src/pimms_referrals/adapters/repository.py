@@ -34,7 +34,6 @@ from pimms_servicekit.storage import storable_text
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pimms_referrals.adapters.directory import DirectoryFile
 from pimms_referrals.adapters.tables import cases, referral_events, referrals, timers
 from pimms_referrals.domain.cases import Case
 from pimms_referrals.domain.lifecycle import Referral, Transition
@@ -62,10 +61,9 @@ _ABOUT_A_CASE = (
 class ReferralsRepos:
     """Cases, referrals and their status history, as one batch sees and changes them."""
 
-    def __init__(self, session: AsyncSession, *, directory: DirectoryFile) -> None:
+    def __init__(self, session: AsyncSession, *, directory: PartnerDirectory) -> None:
         self.session = session
-        self._directory = directory
-        self._partners: PartnerDirectory | None = None
+        self._partners = directory
         self._cases: dict[str, Case | None] = {}
         self._referrals: dict[str, list[Referral]] = {}  # by case id, in routing order
         self._new_cases: dict[str, Case] = {}
@@ -78,9 +76,7 @@ class ReferralsRepos:
         self._fired: set[_TimerKey] = set()
 
     def partners(self) -> PartnerDirectory:
-        """The partner directory, read once per batch (the file is reloaded when it changes)."""
-        if self._partners is None:
-            self._partners = self._directory.current()
+        """The partner directory as it was when this batch began (one version per batch)."""
         return self._partners
 
     async def prefetch(self, payloads: Sequence[object]) -> None:

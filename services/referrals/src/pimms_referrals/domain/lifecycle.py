@@ -370,9 +370,13 @@ def open_referral(
     documents: tuple[str, ...],
     at: datetime,
     source_event: str | None = None,
+    checklist: tuple[str, ...] | None = None,
 ) -> Applied:
-    """A referral just routed: `requested`, or `held` (on_hold) when its file lacks documents."""
-    missing = missing_documents(partner_id=partner_id, documents=documents)
+    """A referral just routed: `requested`, or `held` (on_hold) when its file lacks documents.
+
+    `checklist`: the partner's `required_documents` in the directory (None: the spec's own).
+    """
+    missing = missing_documents(partner_id=partner_id, documents=documents, checklist=checklist)
     target: Stage = "held" if missing else "requested"
     assert target in allowed("new", "routing")
     change = hold(missing) if missing else StatusChange(status="requested")
@@ -471,6 +475,7 @@ def bring_documents(
     held: tuple[str, ...],
     at: datetime,
     source_event: str | None = None,
+    checklist: tuple[str, ...] | None = None,
 ) -> Applied | Forwarded | Unchanged:
     """The visitor brought documents (`added`; `held` is the whole set now): what it changes.
 
@@ -479,7 +484,9 @@ def bring_documents(
     hold for documents gets the added ones sent on. Any other referral: nothing.
     """
     if referral.stage == "held":
-        missing = missing_documents(partner_id=referral.partner_id, documents=held)
+        missing = missing_documents(
+            partner_id=referral.partner_id, documents=held, checklist=checklist
+        )
         if missing == referral.missing_documents:
             return Unchanged(referral)
         change = hold(missing) if missing else StatusChange(status="requested")
@@ -487,7 +494,8 @@ def bring_documents(
         assert isinstance(result, Applied), "TRANSITIONS lets the mediator release a held file"
         return result
     waiting_for_documents = referral.stage == "on_hold" and referral.missing_documents
-    if not (waiting_for_documents and added and receives_documents(referral.partner_id)):
+    receives = receives_documents(referral.partner_id, checklist)
+    if not (waiting_for_documents and added and receives):
         return Unchanged(referral)
     still_missing = tuple(code for code in referral.missing_documents if code not in added)
     # Nothing missing any more: it waits for the partner, no longer for the visitor.

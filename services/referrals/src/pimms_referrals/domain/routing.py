@@ -35,6 +35,8 @@ class RoutedPartner:
     partner_id: str
     ack_within: timedelta
     resolve_within: timedelta
+    required_documents: tuple[str, ...] = ()
+    """What a file must hold before it is sent to this partner (the directory's checklist)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,12 @@ def route_need(directory: PartnerDirectory, *, category: str, postal_code: str) 
     return Routing(
         departement=departement,
         partners=tuple(
-            RoutedPartner(partner_id=p.id, ack_within=p.ack_within, resolve_within=p.resolve_within)
+            RoutedPartner(
+                partner_id=p.id,
+                ack_within=p.ack_within,
+                resolve_within=p.resolve_within,
+                required_documents=tuple(p.required_documents),
+            )
             for p in serving
         ),
     )
