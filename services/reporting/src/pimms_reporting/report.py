@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pimms_contracts.partners.directory import DirectoryError, load_directory
+from pimms_contracts.partners.directory import DirectoryError, directory_path, load_directory
 from pimms_servicekit.db import Database
 from pimms_servicekit.logging import configure_logging
 from pimms_servicekit.settings import SettingsError
@@ -63,9 +63,11 @@ def report_files(
 
 
 def partner_names() -> dict[str, str]:
-    """Operator names from the partner directory (ids alone if it cannot be read)."""
+    """Operator names from the platform's partner directory (`PIMMS_PARTNER_DIRECTORY`, read
+    again for each report, so a partner added by data is named), ids alone if it cannot be read."""
+    path = directory_path(override_env="PIMMS_REPORTING_PARTNER_DIRECTORY")
     try:
-        return {p.id: p.operator for p in load_directory().partners}
+        return {p.id: p.operator for p in load_directory(path).partners}
     except DirectoryError:
         return {}
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pimms_reporting.domain.facts import (
@@ -212,3 +213,20 @@ def test_the_page_is_the_same_for_the_same_facts_and_loads_nothing() -> None:
     assert "<script" not in first
     assert 'src="' not in first
     assert first.count('<svg class="chart"') == 3 + 2 * 2
+
+
+def test_the_report_names_partners_from_the_platform_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partner added by data alone is named in the review by its operator's name."""
+    from pimms_contracts.partners.directory import DEFAULT_DIRECTORY_PATH
+    from pimms_reporting.report import partner_names
+
+    packaged = DEFAULT_DIRECTORY_PATH.read_text(encoding="utf-8")
+    assert "Eau du Grand Lyon" in packaged
+    changed = tmp_path / "directory.toml"
+    changed.write_text(packaged.replace("Eau du Grand Lyon", "Régie des eaux"), encoding="utf-8")
+    monkeypatch.setenv("PIMMS_PARTNER_DIRECTORY", str(changed))
+    assert partner_names()["eau-grand-lyon"] == "Régie des eaux"
+    monkeypatch.setenv("PIMMS_PARTNER_DIRECTORY", str(tmp_path / "missing.toml"))
+    assert partner_names() == {}  # ids alone, the report is still written
