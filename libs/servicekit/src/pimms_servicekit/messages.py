@@ -107,7 +107,7 @@ class Incoming:
             offset=record.offset,
             key=record.key,
             value=record.value,
-            headers=tuple((name, value or b"") for name, value in (record.headers or ())),
+            headers=tuple([(name, value or b"") for name, value in (record.headers or ())]),
             timestamp_ms=record.timestamp or 0,
         )
 

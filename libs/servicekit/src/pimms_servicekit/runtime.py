@@ -468,5 +468,19 @@ def run_service(
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(app.run())
+    profile_dir = os.environ.get("PIMMS_PROFILE_DIR")
+    if not profile_dir:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(app.run())
+        return
+    # Benchmarks: a cProfile of the event loop's thread, written when the service stops.
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(app.run())
+    finally:
+        profiler.disable()
+        profiler.dump_stats(Path(profile_dir) / f"{settings.service_name}.prof")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
@@ -264,7 +264,13 @@ def notification_id(*, message_id: str, audience: Audience, template: str) -> UU
 
 def facts_to_json(facts: Facts) -> str:
     """The facts of a notice as stored while it waits for its moment."""
-    return json.dumps(asdict(facts), separators=(",", ":"), sort_keys=True)
+    # Flat fields (asdict's deep copy was a tenth of the service's time): the tuple is a list.
+    data = {name: getattr(facts, name) for name in _FACT_FIELDS}
+    data["documents"] = list(facts.documents)
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+_FACT_FIELDS = tuple(Facts.__dataclass_fields__)
 
 
 def facts_from_json(text: str) -> Facts:
