@@ -489,8 +489,9 @@ def _unreachable(uow: Uow, profile: ContactProfile, moment: Moment) -> tuple[Pen
     notice = visitor_unreachable_notice(
         failed_template=moment.template, referral_id=record.referral_id
     )
-    # Found out while the moment is said: the news belongs to the mediator's same moment.
-    return (_tell_mediator(uow, profile, moment, notice, at=moment.parts[0].at),)
+    # Found out while the moment is said: the news belongs to the mediator's same moment, after
+    # the events it is about (it arose with the moment's last one).
+    return (_tell_mediator(uow, profile, moment, notice, at=moment.parts[-1].at),)
 
 
 def _undelivered(
