@@ -248,7 +248,7 @@ def _say_moment(
         uow.repos.said(
             [part.notification_id for part in moment.parts], moment_id=moment.notification_id
         )
-        told = _say(uow, profile, moment)
+        told = _say(uow, profile, moment, cause=cause)
     finally:
         uow.end_message()
     for item in told:
@@ -426,10 +426,12 @@ def _say(
     *,
     tried: tuple[VisitorChannel, ...] = (),
     reason: str | None = None,
+    cause: str | None = None,
 ) -> tuple[PendingNotice, ...]:
     """Send a moment on its person's channel, the next one after those `tried`, or tell why not.
 
-    Returns the notice it queued for the mediator (the visitor cannot be reached), if any.
+    Returns the notice it queued for the mediator (the visitor cannot be reached), if any; its
+    message is caused by `cause` (the message the moment's first notice came from).
     """
     if moment.audience == "mediator":
         _send(uow, profile, moment, channel="mediator_inbox", to=profile.mediator_id)
@@ -439,11 +441,13 @@ def _say(
         _send(uow, profile, moment, channel=choice.channel, to=choice.address, tried=tried)
         return ()
     if tried:
-        return _undelivered(uow, profile, moment, reason=choice.reason)
-    return _unreachable(uow, profile, moment)
+        return _undelivered(uow, profile, moment, reason=choice.reason, cause=cause)
+    return _unreachable(uow, profile, moment, cause=cause)
 
 
-def _unreachable(uow: Uow, profile: ContactProfile, moment: Moment) -> tuple[PendingNotice, ...]:
+def _unreachable(
+    uow: Uow, profile: ContactProfile, moment: Moment, *, cause: str | None
+) -> tuple[PendingNotice, ...]:
     """Nothing goes to the visitor; the mediator hears of it once per case."""
     repo = uow.repos
     language = visitor_language(profile.language)
@@ -491,11 +495,11 @@ def _unreachable(uow: Uow, profile: ContactProfile, moment: Moment) -> tuple[Pen
     )
     # Found out while the moment is said: the news belongs to the mediator's same moment, after
     # the events it is about (it arose with the moment's last one).
-    return (_tell_mediator(uow, profile, moment, notice, at=moment.parts[-1].at),)
+    return (_tell_mediator(uow, profile, moment, notice, at=moment.parts[-1].at, cause=cause),)
 
 
 def _undelivered(
-    uow: Uow, profile: ContactProfile, moment: Moment, *, reason: str
+    uow: Uow, profile: ContactProfile, moment: Moment, *, reason: str, cause: str | None
 ) -> tuple[PendingNotice, ...]:
     """Every channel the visitor allows failed for this moment: the mediator tells them."""
     notice = visitor_undelivered_notice(
@@ -505,11 +509,17 @@ def _undelivered(
     )
     uow.log("notification.visitor_undelivered", level="warning", template=moment.template)
     # Found out later (a refusal, a report, a bounce): news of now, with whatever else is.
-    return (_tell_mediator(uow, profile, moment, notice, at=uow.now()),)
+    return (_tell_mediator(uow, profile, moment, notice, at=uow.now(), cause=cause),)
 
 
 def _tell_mediator(
-    uow: Uow, profile: ContactProfile, about: Moment, notice: Notice, *, at: datetime
+    uow: Uow,
+    profile: ContactProfile,
+    about: Moment,
+    notice: Notice,
+    *,
+    at: datetime,
+    cause: str | None,
 ) -> PendingNotice:
     """A notice about the platform itself waits for its moment like any other.
 
@@ -528,7 +538,7 @@ def _tell_mediator(
         profile.case_id,
         [item],
         correlation_id=uow.correlation_id,
-        causation_id=uow.message_id or None,
+        causation_id=cause or uow.message_id or None,
     )
     return item
 
