@@ -314,3 +314,13 @@ def test_the_files_say_they_are_files(tmp_path: Path) -> None:
 def test_without_files_nor_records_the_inbox_is_empty(tmp_path: Path) -> None:
     out = io.StringIO()
     assert run_inbox("lyon-8", "m-042", base=tmp_path, out=out) == 1
+
+
+def test_records_that_cannot_be_read_say_so_without_the_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notifications.db").write_bytes(b"")  # not the service's database
+    assert run_inbox("lyon-8", "m-042", base=tmp_path, out=io.StringIO()) == 2
+    error = capsys.readouterr().err
+    assert "cannot read the notifications service's records (OperationalError)" in error
+    assert str(tmp_path) not in error

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 from pimms_servicekit.tables import UTCDateTime, effects
 from sqlalchemy import Column, MetaData, String, Table, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from pimms_cli.config import SERVICES, data_dir
@@ -310,9 +311,18 @@ def run_inbox(
     base: Path | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """Print the inbox; 0, or 1 when it is empty."""
+    """Print the inbox; 0, 1 when it is empty, 2 when the records cannot be read."""
     target = out or sys.stdout
-    entries = read_entries(site, mediator, source=source, base=base)
+    try:
+        entries = read_entries(site, mediator, source=source, base=base)
+    except (OSError, SQLAlchemyError) as exc:
+        # Never the URL: it may hold a password.
+        print(
+            f"pimms inbox: cannot read the notifications service's records ({type(exc).__name__}); "
+            "is PIMMS_NOTIFICATIONS_DATABASE_URL right, and the service migrated?",
+            file=sys.stderr,
+        )
+        return 2
     if as_json_lines:
         for entry in entries:
             target.write(as_json(entry) + "\n")
