@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> None:
         "mediator", nargs="?", help="mediator id; every mediator of the site if omitted"
     )
     inbox.add_argument("--json", action="store_true", help="one JSON object per line")
+    inbox.add_argument(
+        "--source",
+        choices=("auto", "files", "records"),
+        default="auto",
+        help="the embedded inbox's files, or the notifications service's records (its "
+        "database); auto: the files when the data directory has the site's inbox",
+    )
     _dead_letter_commands(commands)
     _report_command(commands)
     args = parser.parse_args(argv)
@@ -74,7 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "inbox":
         from pimms_cli.inbox import run_inbox
 
-        raise SystemExit(run_inbox(args.site, args.mediator, as_json_lines=args.json))
+        raise SystemExit(
+            run_inbox(args.site, args.mediator, as_json_lines=args.json, source=args.source)
+        )
     if args.command == "dead-letters":
         raise SystemExit(asyncio.run(_run_dead_letters(args)))
     if args.command == "report":

@@ -24,11 +24,8 @@ DEMO_TIME_SCALE = 43_200.0
 # The scheduler's pass every half real second (6 h of platform time at the demo's scale), so the
 # steps of a ladder fire when due rather than together.
 TIMER_INTERVAL = {"PIMMS_REFERRALS_TIMER_INTERVAL_S": "0.5"}
-# Notifications joins what reaches one person of one case within a window of platform time (2 s
-# by default): on a fast clock that is no time at all, and a visitor would get the outcome and the
-# closure of a case as two messages. The demo keeps the window 2 real seconds long.
-MOMENT_WINDOW = "PIMMS_NOTIFICATIONS_MOMENT_WINDOW"
-MOMENT_WINDOW_REAL_S = 2.0
+# Notifications' moment window (one message per moment) keeps 2 real seconds on a fast clock by
+# itself (PIMMS_NOTIFICATIONS_MOMENT_WINDOW_REAL_MIN_S): nothing to set here.
 # Real seconds a story's ladder may take at most, out of the demo's timeout: the platform must
 # also route, transmit, and tell everybody.
 MARGIN_S = 20.0
@@ -69,7 +66,7 @@ class PlatformTime:
 
 
 def own_platform_time(environ: Mapping[str, str], *, now: float) -> dict[str, str]:
-    """The PIMMS_TIME_* (scheduler, moment window) variables of the platform the demo starts.
+    """The PIMMS_TIME_* (and scheduler) variables of the platform the demo starts.
 
     The demo's scale unless the environment sets one (PIMMS_TIME_SCALE, PIMMS_TIME_START).
     """
@@ -78,8 +75,6 @@ def own_platform_time(environ: Mapping[str, str], *, now: float) -> dict[str, st
         scale=None if chosen else DEMO_TIME_SCALE, start=None, environ=environ, now=now
     )
     extra = {k: v for k, v in TIMER_INTERVAL.items() if k not in environ}
-    if clock and MOMENT_WINDOW not in environ:
-        extra[MOMENT_WINDOW] = f"PT{MOMENT_WINDOW_REAL_S * float(clock[TIME_SCALE]):g}S"
     return {**clock, **extra}
 
 

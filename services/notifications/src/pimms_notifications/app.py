@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from pimms_notifications.channels.files import (
     FileMediatorInbox,
     FileSmsChannel,
 )
+from pimms_notifications.domain.moments import moment_window
 from pimms_notifications.settings import NotificationsSettings
 
 FILE_CHANNELS = (FileSmsChannel, FileEmailChannel, FileMediatorInbox)
@@ -118,11 +120,6 @@ def build_runtime(
     settings = settings or NotificationsSettings.load()
     templates = TemplateLibrary.load()
     watched = directory or partner_directory(settings)
-    rules = Rules(
-        moment_window=settings.moment_window,
-        reminder_delay=settings.visitor_reminder_delay,
-        quiet_hours=settings.sms_quiet_hours,
-    )
     runtime = ServiceRuntime(
         settings=settings,
         migrations_dir=MIGRATIONS,
@@ -133,6 +130,12 @@ def build_runtime(
         hooks=handlers.hooks,
         clock=clock,
         produces=[topics.NOTIFICATIONS],
+    )
+    # Known once the runtime has its clock (the repositories above are built later, per batch).
+    rules = Rules(
+        moment_window=window_on(runtime.clock, settings),
+        reminder_delay=settings.visitor_reminder_delay,
+        quiet_hours=settings.sms_quiet_hours,
     )
     runtime.consume(
         topics.INTAKE_CASES,
@@ -161,6 +164,24 @@ def build_runtime(
         )
         runtime.http_route(REPORT_PATH, endpoint, methods=["POST"])
     return runtime
+
+
+def window_on(clock: Clock, settings: NotificationsSettings) -> timedelta:
+    """The moment window on this clock: a real length even when platform time runs fast."""
+    scale = float(getattr(clock, "scale", 1.0))
+    window = moment_window(
+        settings.moment_window,
+        time_scale=scale,
+        real_minimum=timedelta(seconds=settings.moment_window_real_min_s),
+    )
+    if window != settings.moment_window:
+        log.info(
+            "moments.window_scaled",
+            time_scale=scale,
+            window_s=window.total_seconds(),
+            real_s=round(window.total_seconds() / scale, 3),
+        )
+    return window
 
 
 async def send_moments(runtime: Runtime) -> None:

@@ -44,6 +44,7 @@ from pimms_notifications.adapters.repository import (
     NotificationRecord,
     NotificationsRepos,
     NotificationStatus,
+    WaitingCase,
 )
 from pimms_notifications.adapters.templates import Part
 from pimms_notifications.channels import OutgoingMessage
@@ -206,9 +207,14 @@ async def _release_waiting(uow: Uow, case_id: str) -> None:
 
 
 async def dispatch_moments(uow: Uow) -> int:
-    """Send every moment whose window is over: one message per person; return how many."""
+    """Send every moment whose window is over: one message per person; return how many.
+
+    The visitor's moments go first: what could not reach them is news for the mediator, and it
+    joins the mediator's message of the same moment rather than following it as another.
+    """
     repo = uow.repos
     now = uow.now()
+    window = repo.rules.moment_window
     sent = 0
     due = await repo.waiting_cases(now=now)
     await repo.load_profiles([waiting.case_id for waiting in due])
@@ -216,24 +222,38 @@ async def dispatch_moments(uow: Uow) -> int:
         profile = await repo.profile(waiting.case_id)
         if profile is None:  # notices are kept only once the profile is known
             continue
-        moments = group_moments(waiting.notices, window=repo.rules.moment_window)
-        for moment in ready(moments, now=now):
-            # What the message causes (its outcome's event) belongs to the case's journey.
-            uow.begin_hook(
-                case_id=waiting.case_id,
-                correlation_id=waiting.correlation_id,
-                causation_id=waiting.causes.get(moment.notification_id),
-            )
-            try:
-                repo.said(
-                    [part.notification_id for part in moment.parts],
-                    moment_id=moment.notification_id,
-                )
-                _say(uow, profile, moment)
-            finally:
-                uow.end_message()
-            sent += 1
+        told: list[PendingNotice] = []
+        for moment in ready(group_moments(waiting.notices, window=window), now=now):
+            if moment.audience == "visitor":
+                told += _say_moment(uow, waiting, profile, moment)
+                sent += 1
+        notices = (*waiting.notices, *told)
+        for moment in ready(group_moments(notices, window=window), now=now):
+            if moment.audience == "mediator":
+                _say_moment(uow, waiting, profile, moment)
+                sent += 1
     return sent
+
+
+def _say_moment(
+    uow: Uow, waiting: WaitingCase, profile: ContactProfile, moment: Moment
+) -> tuple[PendingNotice, ...]:
+    """Say one due moment; return what it queued for the mediator (see `_say`)."""
+    # What the message causes (its outcome's event) belongs to the case's journey.
+    cause = waiting.causes.get(moment.notification_id)
+    uow.begin_hook(
+        case_id=waiting.case_id, correlation_id=waiting.correlation_id, causation_id=cause
+    )
+    try:
+        uow.repos.said(
+            [part.notification_id for part in moment.parts], moment_id=moment.notification_id
+        )
+        told = _say(uow, profile, moment, cause=cause)
+    finally:
+        uow.end_message()
+    for item in told:
+        waiting.causes[item.notification_id] = cause
+    return told
 
 
 async def remind_visitors(uow: Uow) -> int:
@@ -406,21 +426,28 @@ def _say(
     *,
     tried: tuple[VisitorChannel, ...] = (),
     reason: str | None = None,
-) -> None:
-    """Send a moment on its person's channel, the next one after those `tried`, or tell why not."""
+    cause: str | None = None,
+) -> tuple[PendingNotice, ...]:
+    """Send a moment on its person's channel, the next one after those `tried`, or tell why not.
+
+    Returns the notice it queued for the mediator (the visitor cannot be reached), if any; its
+    message is caused by `cause` (the message the moment's first notice came from).
+    """
     if moment.audience == "mediator":
         _send(uow, profile, moment, channel="mediator_inbox", to=profile.mediator_id)
-        return
+        return ()
     choice = next_visitor_reach(profile, failed=tried, reason=reason or NO_REACHABLE_CHANNEL)
     if isinstance(choice, VisitorReach):
         _send(uow, profile, moment, channel=choice.channel, to=choice.address, tried=tried)
-    elif tried:
-        _undelivered(uow, profile, moment, reason=choice.reason)
-    else:
-        _unreachable(uow, profile, moment)
+        return ()
+    if tried:
+        return _undelivered(uow, profile, moment, reason=choice.reason, cause=cause)
+    return _unreachable(uow, profile, moment, cause=cause)
 
 
-def _unreachable(uow: Uow, profile: ContactProfile, moment: Moment) -> None:
+def _unreachable(
+    uow: Uow, profile: ContactProfile, moment: Moment, *, cause: str | None
+) -> tuple[PendingNotice, ...]:
     """Nothing goes to the visitor; the mediator hears of it once per case."""
     repo = uow.repos
     language = visitor_language(profile.language)
@@ -438,7 +465,7 @@ def _unreachable(uow: Uow, profile: ContactProfile, moment: Moment) -> None:
     _record_merged(uow, profile, moment, channel=None, language=language)
     if profile.unreachable_told:
         uow.log("notification.skipped", audience="visitor", template=moment.template)
-        return
+        return ()
     uow.emit(
         NotificationFailed(
             notification_id=record.notification_id,
@@ -466,10 +493,14 @@ def _unreachable(uow: Uow, profile: ContactProfile, moment: Moment) -> None:
     notice = visitor_unreachable_notice(
         failed_template=moment.template, referral_id=record.referral_id
     )
-    _tell_mediator_now(uow, replace(profile, unreachable_told=True), moment, notice)
+    # Found out while the moment is said: the news belongs to the mediator's same moment, after
+    # the events it is about (it arose with the moment's last one).
+    return (_tell_mediator(uow, profile, moment, notice, at=moment.parts[-1].at, cause=cause),)
 
 
-def _undelivered(uow: Uow, profile: ContactProfile, moment: Moment, *, reason: str) -> None:
+def _undelivered(
+    uow: Uow, profile: ContactProfile, moment: Moment, *, reason: str, cause: str | None
+) -> tuple[PendingNotice, ...]:
     """Every channel the visitor allows failed for this moment: the mediator tells them."""
     notice = visitor_undelivered_notice(
         failed_template=moment.template,
@@ -477,26 +508,39 @@ def _undelivered(uow: Uow, profile: ContactProfile, moment: Moment, *, reason: s
         reason=reason,
     )
     uow.log("notification.visitor_undelivered", level="warning", template=moment.template)
-    _tell_mediator_now(uow, profile, moment, notice)
+    # Found out later (a refusal, a report, a bounce): news of now, with whatever else is.
+    return (_tell_mediator(uow, profile, moment, notice, at=uow.now(), cause=cause),)
 
 
-def _tell_mediator_now(uow: Uow, profile: ContactProfile, about: Moment, notice: Notice) -> None:
-    """A notice about the platform itself (not an event of the case): sent at once, alone."""
+def _tell_mediator(
+    uow: Uow,
+    profile: ContactProfile,
+    about: Moment,
+    notice: Notice,
+    *,
+    at: datetime,
+    cause: str | None,
+) -> PendingNotice:
+    """A notice about the platform itself waits for its moment like any other.
+
+    Its id comes from the moment it is about: said again (a redelivered report, a replayed
+    round), it is the same notice, kept once and sent once.
+    """
     key = f"{about.notification_id}:{notice.template}"
     item = PendingNotice(
         notification_id=notification_id(
             message_id=key, audience="mediator", template=notice.template
         ),
         notice=notice,
-        at=uow.now(),
+        at=at,
     )
-    _send(
-        uow,
-        profile,
-        Moment("mediator", (item,), item.at),
-        channel="mediator_inbox",
-        to=profile.mediator_id,
+    uow.repos.wait_for_moment(
+        profile.case_id,
+        [item],
+        correlation_id=uow.correlation_id,
+        causation_id=cause or uow.message_id or None,
     )
+    return item
 
 
 def _send(

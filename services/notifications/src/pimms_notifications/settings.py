@@ -70,6 +70,9 @@ class NotificationsSettings(ServiceSettings):
 
     moment_window: timedelta = Field(default=timedelta(seconds=2), ge=timedelta(0))
     """Notices of one case for one person within this (platform time) make one message."""
+    moment_window_real_min_s: float = Field(default=2.0, ge=0)
+    """On a clock steered faster than real time (`pimms dev --time-scale N`), the window lasts
+    at least this many real seconds (N times as much platform time); 0: the setting alone."""
     quiet_hours: str | None = None
     """`HH:MM-HH:MM` (Paris time) when no SMS leaves, or `off`. Unset: `21:00-08:00` when SMS go
     to the provider, off when they are files (a file wakes nobody: `pimms dev` at night)."""

@@ -53,6 +53,7 @@ FAILED = "fr.pimms.notification.failed.v1"
 FRENCH_PHONE = "+33612345601"
 ARABIC_PHONE = "+33612345603"
 BOUNCING_PHONE = "+33612345605"
+REFUSED_PHONE = "+33612345607"
 
 
 def free_socket() -> socket.socket:
@@ -73,6 +74,8 @@ class FakeProvider:
     """Brevo's transactional SMS API: answers a messageId, then reports to the `webUrl`."""
 
     bouncing: set[str]
+    refused: set[str] = field(default_factory=set)
+    """Numbers the provider answers 400 (an invalid number): never sent, no report."""
     received: list[dict[str, Any]] = field(default_factory=list)
     reports: list[int | str] = field(default_factory=list)
     next_id: int = 1511882900176220
@@ -81,6 +84,8 @@ class FakeProvider:
         if request.headers.get("api-key") != API_KEY:
             return JSONResponse({"code": "unauthorized"}, 401)
         body = await request.json()
+        if body["recipient"] in self.refused:
+            return JSONResponse({"code": "invalid_parameter", "message": "Invalid number"}, 400)
         self.received.append(body)
         self.next_id += 1
         status = "hardBounce" if body["recipient"] in self.bouncing else "delivered"
@@ -207,7 +212,9 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -
 
 @pytest.fixture
 async def world(kafka: KafkaEndpoint, database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    provider = FakeProvider(bouncing={BOUNCING_PHONE.lstrip("+")})
+    provider = FakeProvider(
+        bouncing={BOUNCING_PHONE.lstrip("+")}, refused={REFUSED_PHONE.lstrip("+")}
+    )
     provider_app = Starlette(
         routes=[Route("/v3/transactionalSMS/send", provider.send, methods=["POST"])]
     )
@@ -471,3 +478,26 @@ async def test_the_report_endpoint_refuses_strangers_and_ignores_the_unknown(
         assert (await client.post(authorised, content=b"{not json")).status_code == 400
         assert (await client.post(authorised, json={"msg_status": "delivered"})).status_code == 400
         assert (await client.post(authorised, json=report)).status_code == 200
+
+
+async def test_an_sms_the_provider_refuses_falls_back_to_email(world: World) -> None:
+    refused = visitor(
+        reference="LYON8-2026-000831",
+        language="fr",
+        phone=REFUSED_PHONE,
+        address="refused@example.org",
+    )
+    await world.send(on(topics.INTAKE_CASES, refused, refused))
+    world.clock.advance(MOMENT)
+    await until(lambda: len(world.mailbox.to("refused@example.org")) == 1, "the e-mail instead")
+    [mail] = world.mailbox.to("refused@example.org")
+    assert "Bonjour Amina" in text_of(mail)
+    assert "LYON8-2026-000831" in text_of(mail)
+    assert world.provider.received == []
+    told = await world.told(refused, count=2)
+    assert kinds(told) == [
+        ("failed", "visitor", "sms", "case_opened"),
+        ("sent", "visitor", "email", "case_opened"),
+    ]
+    [failure] = [r for r in told if r.ce_type == FAILED]
+    assert failure.json["reason"] == "sms_http_400_invalid_parameter"

@@ -35,6 +35,7 @@ from pimms_contracts.v1.lifecycle import (
     CaseClosed,
     ReferralAccepted,
     ReferralCompleted,
+    ReferralDeliveryFailed,
     ReferralDocumentsForwarded,
     ReferralEscalated,
     ReferralExpired,
@@ -254,13 +255,23 @@ class Platform:
             await self.settle()
 
 
+class FastClock(ManualClock):
+    """Platform time steered 43,200 times faster than real time (`pimms demo`), moved by hand."""
+
+    scale = 43_200.0
+
+
 @asynccontextmanager
 async def running(
-    tmp_path: Path, database_url: str, destinations: Sequence[Destination] | None = None
+    tmp_path: Path,
+    database_url: str,
+    destinations: Sequence[Destination] | None = None,
+    *,
+    clock: ManualClock | None = None,
 ) -> AsyncIterator[Platform]:
     """Notifications on the in-memory broker, with a listener on pimms.notifications.v1."""
     settings = NotificationsSettings(data_dir=tmp_path, database_url=database_url)
-    clock = ManualClock()
+    clock = clock or ManualClock()
     runtime = build_runtime(settings, clock=clock, destinations=destinations)
     runtime.subscribe()
     runtime.use_test_broker()
@@ -426,12 +437,19 @@ async def test_the_unreachable_notice_names_the_first_message_that_could_not_go(
         ReferralUnroutable(**case_fields(case), category="telecom", departement="69")
     )
     await platform.intake(case)
+    # Both reach the mediator in the same moment: one message says the two.
     assert platform.told() == [
         ("visitor", None, "case_opened"),
-        ("mediator", "mediator_inbox", "visitor_unreachable"),
-        ("mediator", "mediator_inbox", "referral_unroutable"),
+        ("mediator", "mediator_inbox", "combined"),
     ]
-    inbox = "\n".join(p.read_text(encoding="utf-8") for p in platform.files("mediator_inbox"))
+    statuses = sorted(
+        (r.template, r.status)
+        for r in await platform.records(case.case_id)
+        if r.audience != "visitor"
+    )
+    assert statuses == [("combined", "sent"), ("visitor_unreachable", "merged")]  # said after
+    [file] = platform.files("mediator_inbox")
+    inbox = file.read_text(encoding="utf-8")
     assert "l'ouverture du dossier et sa référence" in inbox
     assert "aucun partenaire ne traite « télécommunications » dans le département 69" in inbox
 
@@ -681,17 +699,17 @@ async def test_a_channel_failure_is_reported_and_does_not_block_the_mediator(
         ("case_opened", "sms", gave_up),
         ("referral_completed", "sms", gave_up),
     ]
-    # The visitor allows no other channel: the mediator is told each message did not reach them.
+    # The visitor allows no other channel: the mediator is told neither message reached them,
+    # in one message, since both gave up in the same moment.
     assert [(e["audience"], e["template"]) for e in platform.sent()] == [
         ("mediator", "referral_completed"),
-        ("mediator", "visitor_undelivered"),
-        ("mediator", "visitor_undelivered"),
+        ("mediator", "combined"),
     ]
     statuses = [(r.audience, r.template, r.status) for r in await platform.records(case.case_id)]
     assert sorted(statuses) == [
+        ("mediator", "combined", "sent"),
         ("mediator", "referral_completed", "sent"),
-        ("mediator", "visitor_undelivered", "sent"),
-        ("mediator", "visitor_undelivered", "sent"),
+        ("mediator", "visitor_undelivered", "merged"),
         ("visitor", "case_opened", "failed"),
         ("visitor", "referral_completed", "failed"),
     ]
@@ -715,6 +733,8 @@ async def test_a_channel_that_refuses_a_message_fails_it_at_once(
             "case_opened",
             "PermissionError:EACCES",
         )
+        assert platform.sent() == []  # the mediator hears of it with its moment's other news
+        await platform.settle()
         assert [e["template"] for e in platform.sent()] == ["visitor_undelivered"]
 
 
@@ -881,3 +901,138 @@ async def test_a_failed_sms_report_falls_back_to_email(platform: Platform) -> No
     ]
     [mail] = platform.files("email")
     assert "LYON8-2026-000123" in mail.read_text(encoding="utf-8")
+
+
+# -- one message per moment, for the platform's own notices too ---------------------------------
+
+
+async def test_an_unreachable_visitor_and_a_failed_delivery_are_one_mediator_message(
+    platform: Platform,
+) -> None:
+    case = case_opened(sms=False, email=False)
+    opened_id = await platform.intake(case, settle=False)
+    failed_id = await platform.lifecycle(
+        ReferralDeliveryFailed(**about(case), reason="partner_unreachable"), settle=False
+    )
+    await platform.settle()
+    # The visitor cannot be reached, found out while the moment is said: the mediator hears it
+    # with the failed delivery of the same moment, in one message.
+    assert platform.told() == [
+        ("visitor", None, "case_opened"),
+        ("mediator", "mediator_inbox", "combined"),
+    ]
+    [inbox] = platform.files("mediator_inbox")
+    text = inbox.read_text(encoding="utf-8")
+    assert "ne peut pas être prévenu" in text
+    assert "EDF" in text
+    # Every event again, twice (Kafka redelivers): nothing is said twice.
+    for _ in range(2):
+        await platform.intake(case, ce_id=opened_id, settle=False)
+        await platform.lifecycle(
+            ReferralDeliveryFailed(**about(case), reason="partner_unreachable"),
+            ce_id=failed_id,
+            settle=False,
+        )
+        await platform.settle()
+        await platform.settle()
+    assert len(platform.events) == 2
+    assert len(platform.files("mediator_inbox")) == 1
+
+
+async def test_a_message_that_reached_nobody_joins_the_mediators_news_of_that_moment(
+    tmp_path: Path, database_url: str
+) -> None:
+    class ReadOnlySms:
+        async def send(self, message: OutgoingMessage) -> None:
+            raise PermissionError(13, "Permission denied")
+
+    destinations = with_sms(tmp_path, ReadOnlySms(), blocking=True)
+    async with running(tmp_path, database_url, destinations) as platform:
+        case = case_opened()
+        await platform.intake(case)  # the SMS is refused: the mediator is to hear of it...
+        due = AT + timedelta(days=2)
+        escalated = ReferralEscalated(**about(case), status="transmitted", due_at=due)
+        escalated_id = await platform.lifecycle(escalated, settle=False)  # ...with this
+        await platform.settle()
+        assert [(e["audience"], e["channel"], e["template"]) for e in platform.sent()] == [
+            ("mediator", "mediator_inbox", "combined")
+        ]
+        [inbox] = platform.files("mediator_inbox")
+        text = inbox.read_text(encoding="utf-8")
+        assert "n'a pu être remis au visiteur" in text
+        assert "EDF ne répond pas" in text
+        # The escalation delivered again, the refusal's moment replayed: nothing more.
+        await platform.lifecycle(escalated, ce_id=escalated_id)
+        await platform.outlast_every_retry()
+        assert len(platform.sent()) == 1
+        assert len(platform.files("mediator_inbox")) == 1
+
+
+async def test_a_failure_report_delivered_twice_tells_the_mediator_once(
+    platform: Platform,
+) -> None:
+    case = case_opened(sms=True, email=False)
+    await platform.intake(case)
+    [sent] = platform.sent()
+    report = SmsDeliveryReport(
+        message_id=None,
+        tag=sent["notification_id"],
+        outcome="failed",
+        reason="sms_hard_bounce",
+        status="hardBounce",
+    )
+    for _ in range(3):
+        await sms_report(platform.runtime, report)
+        await platform.settle()
+    assert [(e["audience"], e["template"]) for e in platform.sent()] == [
+        ("visitor", "case_opened"),
+        ("mediator", "visitor_undelivered"),
+    ]
+    assert len(platform.failed()) == 1
+
+
+async def test_a_reminder_and_other_news_for_the_visitor_are_one_sms(platform: Platform) -> None:
+    case = case_opened()
+    await platform.intake(case)
+    await platform.lifecycle(
+        ReferralOnHold(
+            **about(case, partner="prefecture-69"),
+            reason="missing_documents",
+            missing_documents=("tax_notices",),
+        )
+    )
+    platform.clock.advance(AT + timedelta(days=3) - platform.clock.now())  # the hold's delay
+    await send_reminders(platform.runtime)  # the reminder waits for its moment...
+    await platform.lifecycle(ReferralAccepted(**about(case)))  # ...which this joins
+    assert platform.told()[3:] == [("visitor", "sms", "combined")]
+    sms = (
+        platform.data_dir / "notifications" / "sms" / f"{platform.sent()[3]['notification_id']}.txt"
+    )
+    text = sms.read_text(encoding="utf-8")
+    assert "Rappel : Préfecture du Rhône attend toujours : avis d'imposition." in text
+    assert "EDF prend en charge votre demande." in text
+
+
+async def test_on_a_fast_clock_the_moment_keeps_a_real_length(
+    tmp_path: Path, database_url: str
+) -> None:
+    # 43,200 times faster (`pimms demo`): the closure comes 12 h of platform time (one real
+    # second) after the outcome; a 2 s window of platform time would make that two SMS.
+    async with running(tmp_path, database_url, clock=FastClock(AT)) as platform:
+        case = case_opened()
+        await platform.intake(case, settle=False)
+        platform.clock.advance(timedelta(days=2))
+        await platform.settle()
+        platform.clock.advance(timedelta(days=1))
+        await platform.lifecycle(ReferralCompleted(**about(case), outcome="resolved"), settle=False)
+        platform.clock.advance(timedelta(hours=12))
+        await platform.lifecycle(CaseClosed(**case_fields(case), outcome="resolved"), settle=False)
+        platform.clock.advance(timedelta(hours=11))
+        await platform.settle()  # 23 h after the outcome and 2 s: within the window, nothing
+        assert platform.told() == [("visitor", "sms", "case_opened")]
+        platform.clock.advance(timedelta(hours=1))
+        await platform.settle()
+        assert platform.told()[1:] == [
+            ("visitor", "sms", "combined"),
+            ("mediator", "mediator_inbox", "combined"),
+        ]

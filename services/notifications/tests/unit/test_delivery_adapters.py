@@ -379,3 +379,20 @@ def test_the_former_email_from_variable_still_works(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PIMMS_NOTIFICATIONS_EMAIL_FROM", SENDER)
     settings = NotificationsSettings.load()
     assert settings.email_from == settings.mail_from == SENDER
+
+
+def test_the_moment_window_keeps_a_real_length_on_a_steered_clock(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from pimms_notifications.app import window_on
+    from pimms_servicekit.clock import SteeredClock, SystemClock
+
+    monkeypatch.setenv("PIMMS_DATA_DIR", str(tmp_path))
+    demo = SteeredClock(datetime(2026, 11, 27, 8, 0, tzinfo=UTC), anchor=0.0, scale=43_200)
+    settings = NotificationsSettings.load()
+    assert window_on(SystemClock(), settings) == timedelta(seconds=2)
+    assert window_on(demo, settings) == timedelta(days=1)  # 2 real seconds at x43,200
+    monkeypatch.setenv("PIMMS_NOTIFICATIONS_MOMENT_WINDOW_REAL_MIN_S", "0")
+    assert window_on(demo, NotificationsSettings.load()) == timedelta(seconds=2)

@@ -18,7 +18,7 @@ from pimms_contracts.v1.lifecycle import (
 from pimms_notifications.adapters.templates import Part, TemplateLibrary
 from pimms_notifications.domain.contacts import ContactProfile, VisitorReach
 from pimms_notifications.domain.fallbacks import TellMediator, next_visitor_reach
-from pimms_notifications.domain.moments import PendingNotice, group_moments, ready
+from pimms_notifications.domain.moments import PendingNotice, group_moments, moment_window, ready
 from pimms_notifications.domain.notices import (
     COMBINED,
     DOCUMENT_REMINDER,
@@ -109,6 +109,16 @@ def test_a_moment_goes_only_when_its_window_is_over() -> None:
     moments = group_moments(completed_then_closed(timedelta(milliseconds=40)))
     assert ready(moments, now=AT + timedelta(seconds=1)) == ()
     assert ready(moments, now=AT + timedelta(seconds=2)) == moments
+
+
+def test_on_a_fast_clock_the_window_lasts_two_real_seconds_at_least() -> None:
+    two = timedelta(seconds=2)
+    assert moment_window(two, time_scale=1.0) == two
+    assert moment_window(timedelta(0), time_scale=1.0) == timedelta(0)  # tests shorten it
+    assert moment_window(two, time_scale=43_200) == timedelta(days=1)  # 2 real seconds
+    assert moment_window(two, time_scale=0.5) == two  # slower than real time: the setting
+    assert moment_window(timedelta(days=2), time_scale=43_200) == timedelta(days=2)
+    assert moment_window(two, time_scale=43_200, real_minimum=timedelta(0)) == two
 
 
 def test_two_referrals_accepted_together_are_one_message() -> None:

@@ -16,6 +16,22 @@ from uuid import UUID
 from pimms_notifications.domain.notices import COMBINED, Audience, Notice
 
 DEFAULT_WINDOW = timedelta(seconds=2)
+DEFAULT_REAL_MINIMUM = timedelta(seconds=2)
+
+
+def moment_window(
+    setting: timedelta, *, time_scale: float, real_minimum: timedelta = DEFAULT_REAL_MINIMUM
+) -> timedelta:
+    """The window in platform time: the setting, but never shorter than `real_minimum` of real
+    time when platform time runs `time_scale` times faster (`pimms dev --time-scale`).
+
+    On a fast clock 2 s of platform time is no time at all (46 µs at x43,200): two events of one
+    case would never meet, and a visitor would get the outcome and the closure as two messages.
+    At real speed (scale 1 or less) the setting alone rules, so tests may shorten it.
+    """
+    if time_scale <= 1.0:
+        return setting
+    return max(setting, real_minimum * time_scale)
 
 
 @dataclass(frozen=True)
