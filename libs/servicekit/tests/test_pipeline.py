@@ -12,7 +12,13 @@ import pytest
 from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.db import Database
 from pimms_servicekit.hooks import Hook, Hooks, Outcome
-from pimms_servicekit.messages import BadMessage, Incoming, parse_json
+from pimms_servicekit.messages import (
+    BadMessage,
+    Incoming,
+    headers_from_json,
+    headers_to_json,
+    parse_json,
+)
 from pimms_servicekit.outbox import OutboxBuffer, OutboxRelay, Outgoing
 from pimms_servicekit.pipeline import BatchPipeline
 from pimms_servicekit.routing import Decoded, Handlers
@@ -143,7 +149,7 @@ async def test_a_batch_commits_together_and_bad_input_is_dead_lettered(
     rows = await outbox_rows(database)
     dead = [r for r in rows if r.topic == "in.dlt"]
     assert [r.value for r in dead] == [b"{oops", b"[1]"]
-    headers = dict(dead[0].headers)
+    headers = dict(headers_from_json(dead[0].headers))
     assert "pimms_dlt_reason" in headers
     assert [r.topic for r in rows if r.topic == "out"] == ["out", "out"]
 
@@ -196,7 +202,7 @@ async def test_a_poison_message_is_isolated_and_the_others_still_commit(
     )
     assert await effect_ids(database) == ["a", "c"]  # the crash's partial write was rolled back
     [dead] = [r for r in await outbox_rows(database) if r.topic == "in.dlt"]
-    assert dict(dead.headers)["pimms_dlt_reason"] == "cHJvY2Vzc2luZ19lcnJvcg=="  # base64 in storage
+    assert dict(headers_from_json(dead.headers))["pimms_dlt_reason"] == b"processing_error"
     assert pipeline.stats.isolated_batches == 1
     async with database.sessions() as session:
         outcomes = dict((await session.execute(select(inbox.c.message_id, inbox.c.outcome))).all())
@@ -431,10 +437,10 @@ async def test_events_continue_the_trace_of_their_cause_and_partner_feeds_carry_
         await uow.flush()
     rows = await outbox_rows(database)
     parents = [
-        base64.b64decode(v).decode()
+        v.decode()
         for r in rows
         if r.topic == "events"
-        for n, v in r.headers
+        for n, v in headers_from_json(r.headers)
         if n == "traceparent"
     ]
     assert len(parents) == 2
@@ -443,3 +449,18 @@ async def test_events_continue_the_trace_of_their_cause_and_partner_feeds_carry_
     assert not parents[1].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
     assert all(len(p.split("-")[1]) == 32 for p in parents)
     assert all(r.headers == [] for r in rows if r.topic == "partner")
+
+
+def test_stored_headers_keep_the_exact_bytes_and_rows_of_the_old_format_still_read() -> None:
+    headers = [
+        ("ce_id", b"3f6c-plain-text"),
+        ("x-bytes", b"\xff\xfe not utf-8"),
+        ("x-nul", b"a\x00b"),
+        ("x-empty", b""),
+    ]
+    stored = headers_to_json(headers)
+    assert stored[0] == ["ce_id", "3f6c-plain-text", "t"]  # text as is, no base64
+    assert all(len(entry) == 2 for entry in stored[1:3])  # what a database refuses: base64
+    assert headers_from_json(json.loads(json.dumps(stored))) == headers
+    old_rows = [["ce_id", base64.b64encode(b"3f6c").decode()]]
+    assert headers_from_json(old_rows) == [("ce_id", b"3f6c")]

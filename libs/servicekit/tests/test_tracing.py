@@ -6,7 +6,6 @@ The collector is a real HTTP server in the test, decoding the protobuf requests 
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -25,7 +24,7 @@ from pimms_contracts.v1.frontoffice import NeedAccepted
 from pimms_servicekit import tracing
 from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.db import Database
-from pimms_servicekit.messages import Incoming
+from pimms_servicekit.messages import Incoming, headers_from_json
 from pimms_servicekit.outbox import Outgoing
 from pimms_servicekit.pipeline import BatchPipeline
 from pimms_servicekit.routing import Decoded, Handlers
@@ -201,7 +200,7 @@ async def emitted_traceparents(database: Database) -> list[str]:
     found = []
     for (headers,) in rows:
         stored = headers if isinstance(headers, list) else json.loads(headers)
-        found += [base64.b64decode(v).decode() for n, v in stored if n == "traceparent"]
+        found += [v.decode() for n, v in headers_from_json(stored) if n == "traceparent"]
     return found
 
 

@@ -185,13 +185,28 @@ def unb64(text: str | None) -> bytes | None:
 
 
 def headers_to_json(headers: Headers | tuple[tuple[str, bytes], ...]) -> list[list[str]]:
-    """Headers as JSON-storable pairs (values in base64, to keep the exact bytes)."""
-    return [[name, base64.b64encode(value).decode()] for name, value in headers]
+    """Headers as JSON-storable entries that keep the exact bytes: `[name, text, "t"]` for UTF-8
+    text a database stores as is (our own headers: no base64 on the hot path), `[name, base64]`
+    for anything else (a producer's odd bytes, a NUL PostgreSQL refuses)."""
+    stored: list[list[str]] = []
+    for name, value in headers:
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\x00" in text:
+            stored.append([name, base64.b64encode(value).decode()])
+        else:
+            stored.append([name, text, "t"])
+    return stored
 
 
 def headers_from_json(data: list[list[str]]) -> Headers:
-    """The inverse of headers_to_json."""
-    return [(name, base64.b64decode(value)) for name, value in data]
+    """The inverse of headers_to_json (rows written before text entries are base64 pairs)."""
+    return [
+        (entry[0], entry[1].encode() if len(entry) == 3 else base64.b64decode(entry[1]))
+        for entry in data
+    ]
 
 
 def format_dt(value: datetime) -> str:
