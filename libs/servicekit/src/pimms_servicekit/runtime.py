@@ -37,6 +37,7 @@ from pimms_servicekit.logging import configure_logging, get_logger
 from pimms_servicekit.metrics import Metrics
 from pimms_servicekit.outbox import OutboxRelay, Outgoing, Sender
 from pimms_servicekit.pipeline import BatchPipeline
+from pimms_servicekit.progress import ProgressWatch, stall_after_from_env
 from pimms_servicekit.routing import Decoder, Handlers
 from pimms_servicekit.settings import ServiceSettings, SettingsError
 from pimms_servicekit.tables import outbox
@@ -126,6 +127,11 @@ class ServiceRuntime(Generic[R]):
         )
         self.background("housekeeping", self.housekeeper.run)
         # --- end housekeeping -----------------------------------------------------------------
+        # --- stalls are visible (issue 6): work without progress is logged, readiness false ---
+        self.progress = ProgressWatch(
+            lag=self._consumer_lag, stall_after=stall_after_from_env(os.environ)
+        )
+        self.background("progress", self.progress.run)
 
     def http_route(self, path: str, endpoint: Endpoint, *, methods: list[str]) -> None:
         """Serve one of the service's own endpoints on its HTTP server."""
@@ -140,6 +146,7 @@ class ServiceRuntime(Generic[R]):
         except Exception as exc:
             checks["database"] = {"ok": False, "error": type(exc).__name__}
         checks["pipeline"] = {"ok": self.pipeline.retrier.healthy}
+        checks["progress"] = self.progress.describe()
         checks["broker"] = {
             "ok": not self.relay.stats.failing,
             "error": self.relay.stats.last_error if self.relay.stats.failing else None,
@@ -192,6 +199,26 @@ class ServiceRuntime(Generic[R]):
                         topic=tp.topic, partition=str(tp.partition)
                     ).set(max(highwater - position, 0))
         return render(self.metrics.registry)
+
+    async def _consumer_lag(self) -> int | None:
+        """Records between the consumer's positions and its partitions' ends (asked of the
+        broker); None when the broker does not answer."""
+        consumer = getattr(self._subscriber, "consumer", None)
+        if consumer is None or not self.pipeline.topics:
+            return 0
+        partitions = list(consumer.assignment())
+        if not partitions:
+            return 0
+        try:
+            ends = await asyncio.wait_for(consumer.end_offsets(partitions), timeout=5.0)
+        except Exception:
+            return None
+        lag = 0
+        for tp in partitions:
+            with contextlib.suppress(Exception):
+                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+                lag += max(int(ends.get(tp, position)) - position, 0)
+        return lag
 
     def _published(self, messages: Sequence[Outgoing]) -> None:
         for message in messages:
@@ -295,7 +322,11 @@ class ServiceRuntime(Generic[R]):
         )
 
         async def consume(message: KafkaMessage) -> None:
-            await self.pipeline.process(message.raw_message)
+            self.progress.begin()
+            try:
+                await self.pipeline.process(message.raw_message)
+            finally:
+                self.progress.end()
 
         subscriber(consume)
 
