@@ -3,6 +3,7 @@ and readiness is false meanwhile (a fake clock and a fake lag, no sleeping)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -150,3 +151,26 @@ def test_one_instance_beats_in_the_service_file(
     monkeypatch.setenv("PIMMS_INSTANCE", "intake-3")
     Heartbeat(data_dir=tmp_path, service="intake").write("running")
     assert json.loads(heartbeat_path(tmp_path, "intake-3").read_text())["pid"] == os.getpid()
+
+
+async def test_a_measure_that_hangs_counts_as_an_unreachable_broker() -> None:
+    fake = Fake()
+    release = asyncio.Event()
+    calls = 0
+
+    async def hanging() -> int | None:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return 0
+
+    w = ProgressWatch(lag=hanging, stall_after=10.0, now=fake.now, measure_timeout=0.01)
+    with capture_logs() as logs:
+        await advance(w, fake, 12)
+        assert not w.healthy
+        assert w.describe()["reason"] == BROKER_UNREACHABLE
+        assert calls == 1  # one measure at a time
+        release.set()
+        await advance(w, fake, 2)
+    assert w.healthy
+    assert [e["event"] for e in events(logs)] == ["consumer.stalled", "consumer.recovered"]

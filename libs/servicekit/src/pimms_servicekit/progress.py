@@ -67,13 +67,16 @@ class ProgressWatch:
         name: str = "consumer",
         stall_after: float = DEFAULT_STALL_AFTER_S,
         interval: float = 2.0,
+        measure_timeout: float = 3.0,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lag = lag
         self.name = name
         self.stall_after = stall_after
         self.interval = interval
+        self.measure_timeout = measure_timeout
         self.now = now
+        self._measuring: asyncio.Future[int | None] | None = None
         self.stall: Stalled | None = None
         self.stalls = 0  # how many stalls ended or are going on (tests, metrics)
         self._batches = 0  # batches finished: progress
@@ -146,13 +149,24 @@ class ProgressWatch:
         )
 
     async def _measure(self) -> int | None:
-        try:
-            return await self.lag()
-        except Exception:
+        """The lag, or None when it cannot be had within `measure_timeout` (a measure that hangs
+        is left to finish in the background: the next checks wait for it, never start another)."""
+        if self._measuring is None:
+            self._measuring = asyncio.ensure_future(self.lag())
+        done, _ = await asyncio.wait({self._measuring}, timeout=self.measure_timeout)
+        if not done:
             return None
+        task, self._measuring = self._measuring, None
+        if task.cancelled() or task.exception() is not None:
+            return None
+        return task.result()
 
     async def run(self) -> None:
         """Check every `interval` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.check()
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                await self.check()
+        finally:
+            if self._measuring is not None:
+                self._measuring.cancel()

@@ -207,18 +207,20 @@ class ServiceRuntime(Generic[R]):
         if consumer is None or not self.pipeline.topics:
             return 0
         partitions = list(consumer.assignment())
-        if not partitions:
-            return 0
         try:
+            if not partitions:  # joining a group, or lost it: is the broker there at all?
+                await asyncio.wait_for(consumer.topics(), timeout=5.0)
+                return 0
             ends = await asyncio.wait_for(consumer.end_offsets(partitions), timeout=5.0)
+            positions = await asyncio.wait_for(
+                asyncio.gather(*(consumer.position(tp) for tp in partitions)), timeout=5.0
+            )
         except Exception:
             return None
-        lag = 0
-        for tp in partitions:
-            with contextlib.suppress(Exception):
-                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
-                lag += max(int(ends.get(tp, position)) - position, 0)
-        return lag
+        return sum(
+            max(int(ends.get(tp, at)) - int(at), 0)
+            for tp, at in zip(partitions, positions, strict=True)
+        )
 
     def _published(self, messages: Sequence[Outgoing]) -> None:
         for message in messages:
