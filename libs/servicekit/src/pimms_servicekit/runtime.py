@@ -412,6 +412,7 @@ class ServiceRuntime(Generic[R]):
             "published": self.relay.stats.published,
             "relay_leader": self.relay.stats.leader,
             "pipeline_healthy": self.pipeline.retrier.healthy,
+            "stalled": self.progress.stall.reason if self.progress.stall is not None else None,
             "http_port": self.http.bound_port,
             "effects": {name: dataclasses.asdict(d.stats) for name, d in self.dispatchers.items()},
         }
