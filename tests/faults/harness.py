@@ -31,7 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from defusedxml import ElementTree
-from pimms_cli.config import SERVICES
+from pimms_cli.config import SERVICES, platform_services
 from pimms_cli.platform import Platform
 from pimms_contracts import topics
 from pimms_contracts.examples import need_submitted
@@ -352,12 +352,13 @@ async def referral_rows(platform: Platform) -> list[str]:
 
 
 def all_alive(platform: Platform) -> list[str]:
-    """The services that are not alive (process gone or no heartbeat)."""
+    """The service instances that are not alive (process gone or no heartbeat of their own)."""
     return [
-        spec.name
+        name
         for spec in SERVICES
-        if platform.running[spec.name].process.returncode is not None
-        or not is_alive(platform.data_dir, spec.name)
+        for name in platform.instance_names(spec)
+        if platform.running[name].process.returncode is not None
+        or not is_alive(platform.data_dir, name)
     ]
 
 
@@ -399,6 +400,7 @@ async def platform_running(
     bootstrap: str | None,
     database_urls: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
+    instances: int = 1,
 ) -> AsyncIterator[tuple[Platform, Watcher]]:
     """The four services as processes (supervised: a dead one is started again) and a watcher."""
     # Any free HTTP port: other platforms may run on this machine at the same time.
@@ -411,6 +413,7 @@ async def platform_running(
         echo=False,
         prefer_port=free_port(),  # never the shared 9092
         database_urls=database_urls or {},
+        instances=instances,
     )
     supervisor: asyncio.Task[None] | None = None
     watcher: Watcher | None = None
@@ -503,12 +506,16 @@ class PostgresCluster:
 
 @asynccontextmanager
 async def own_postgres() -> AsyncIterator[tuple[PostgresCluster, dict[str, str]]]:
-    """A test-owned cluster with one database per service."""
+    """A test-owned cluster with one database per service (`pimms dev` runs the optional ones
+    installed, reporting say, too: several instances need all of them on PostgreSQL)."""
     cluster = PostgresCluster()
     try:
         cluster.init()
         cluster.start()
-        urls = {spec.name: await cluster.database(spec.name.replace("-", "_")) for spec in SERVICES}
+        urls = {
+            spec.name: await cluster.database(spec.name.replace("-", "_"))
+            for spec in platform_services()
+        }
         yield cluster, urls
     finally:
         cluster.remove()
@@ -530,6 +537,18 @@ def freeze(pid: int) -> None:
 def thaw(pid: int) -> None:
     """SIGCONT a process group."""
     os.killpg(pid, signal.SIGCONT)
+
+
+def log_events(data_dir: Path, name: str, events: set[str]) -> list[dict[str, Any]]:
+    """The JSON log lines of one service instance whose event is in `events`."""
+    path = data_dir / "logs" / f"{name}.log"
+    found = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and event.get("event") in events:
+                found.append(event)
+    return found
 
 
 def log_lines_between(data_dir: Path, since: float, until: float) -> dict[str, Counter[str]]:

@@ -1,4 +1,10 @@
-"""A heartbeat file per running service: `pimms demo` and probes read it."""
+"""A heartbeat file per running service instance: `pimms demo` and probes read it.
+
+One instance of a service writes `run/<service>.json`; with several (`pimms dev --instances N`
+sets `PIMMS_INSTANCE`, e.g. `intake-2`) each writes `run/<instance>.json`, so that they do not
+overwrite each other's beat. `is_alive(data_dir, "intake")` then asks whether any instance of the
+service beats, `is_alive(data_dir, "intake-2")` about that one instance.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+INSTANCE_ENV = "PIMMS_INSTANCE"
+
 
 def heartbeat_path(data_dir: Path, service: str) -> Path:
-    """Where a service writes its heartbeat."""
+    """Where a service (or a named instance of it) writes its heartbeat."""
     return data_dir / "run" / f"{service}.json"
+
+
+def instance_name(service: str, environ: dict[str, str] | None = None) -> str:
+    """This process's instance name: `PIMMS_INSTANCE` when set, else the service's name."""
+    env = os.environ if environ is None else environ
+    return env.get(INSTANCE_ENV) or service
 
 
 class Heartbeat:
@@ -27,8 +41,10 @@ class Heartbeat:
         service: str,
         interval: float = 2.0,
         details: Callable[[], dict[str, Any]] | None = None,
+        instance: str | None = None,
     ) -> None:
-        self.path = heartbeat_path(data_dir, service)
+        self.instance = instance or instance_name(service)
+        self.path = heartbeat_path(data_dir, self.instance)
         self.service = service
         self.interval = interval
         self.details = details or dict
@@ -40,6 +56,7 @@ class Heartbeat:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = {
             "service": self.service,
+            "instance": self.instance,
             "pid": os.getpid(),
             "state": state,
             "started_at": self.started_at,
@@ -72,17 +89,29 @@ class Heartbeat:
 
 
 def is_alive(data_dir: Path, service: str, *, max_age: float = 10.0) -> bool:
-    """True when the service's heartbeat is fresh and its process exists."""
-    path = heartbeat_path(data_dir, service)
+    """True when the heartbeat of `service` (a service or one named instance) is fresh and its
+    process exists; for a service run as several instances, when any of them beats."""
+    if _beats(heartbeat_path(data_dir, service), max_age):
+        return True
+    return any(
+        _beats(path, max_age, service=service)
+        for path in sorted((data_dir / "run").glob("*.json"))
+        if path.stem != service
+    )
+
+
+def _beats(path: Path, max_age: float, *, service: str | None = None) -> bool:
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if time.time() - float(body.get("heartbeat_at", 0)) > max_age:
+    if not isinstance(body, dict) or (service is not None and body.get("service") != service):
         return False
     try:
+        if time.time() - float(body.get("heartbeat_at", 0)) > max_age:
+            return False
         os.kill(int(body["pid"]), 0)
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, TypeError, ValueError):
         return False
     return True
 

@@ -37,6 +37,7 @@ from pimms_servicekit.logging import configure_logging, get_logger
 from pimms_servicekit.metrics import Metrics
 from pimms_servicekit.outbox import OutboxRelay, Outgoing, Sender
 from pimms_servicekit.pipeline import BatchPipeline
+from pimms_servicekit.progress import ProgressWatch, stall_after_from_env
 from pimms_servicekit.routing import Decoder, Handlers
 from pimms_servicekit.settings import ServiceSettings, SettingsError
 from pimms_servicekit.tables import outbox
@@ -137,6 +138,11 @@ class ServiceRuntime(Generic[R]):
         )
         self.background("housekeeping", self.housekeeper.run)
         # --- end housekeeping -----------------------------------------------------------------
+        # --- stalls are visible (issue 6): work without progress is logged, readiness false ---
+        self.progress = ProgressWatch(
+            lag=self._consumer_lag, stall_after=stall_after_from_env(os.environ)
+        )
+        self.background("progress", self.progress.run)
 
     def http_route(self, path: str, endpoint: Endpoint, *, methods: list[str]) -> None:
         """Serve one of the service's own endpoints on its HTTP server."""
@@ -151,6 +157,7 @@ class ServiceRuntime(Generic[R]):
         except Exception as exc:
             checks["database"] = {"ok": False, "error": type(exc).__name__}
         checks["pipeline"] = {"ok": self.pipeline.retrier.healthy}
+        checks["progress"] = self.progress.describe()
         checks["broker"] = {
             "ok": not self.relay.stats.failing,
             "error": self.relay.stats.last_error if self.relay.stats.failing else None,
@@ -193,6 +200,28 @@ class ServiceRuntime(Generic[R]):
         await self._outbox_backlog()
         await self.metrics.read_consumer_lag(getattr(self._subscriber, "consumer", None))
         return render(self.metrics.registry)
+
+    async def _consumer_lag(self) -> int | None:
+        """Records between the consumer's positions and its partitions' ends (asked of the
+        broker); None when the broker does not answer."""
+        consumer = getattr(self._subscriber, "consumer", None)
+        if consumer is None or not self.pipeline.topics:
+            return 0
+        partitions = list(consumer.assignment())
+        try:
+            if not partitions:  # joining a group, or lost it: is the broker there at all?
+                await asyncio.wait_for(consumer.topics(), timeout=5.0)
+                return 0
+            ends = await asyncio.wait_for(consumer.end_offsets(partitions), timeout=5.0)
+            positions = await asyncio.wait_for(
+                asyncio.gather(*(consumer.position(tp) for tp in partitions)), timeout=5.0
+            )
+        except Exception:
+            return None
+        return sum(
+            max(int(ends.get(tp, at)) - int(at), 0)
+            for tp, at in zip(partitions, positions, strict=True)
+        )
 
     def _published(self, messages: Sequence[Outgoing]) -> None:
         for message in messages:
@@ -308,7 +337,11 @@ class ServiceRuntime(Generic[R]):
         )
 
         async def consume(message: KafkaMessage) -> None:
-            await self.pipeline.process(message.raw_message)
+            self.progress.begin()
+            try:
+                await self.pipeline.process(message.raw_message)
+            finally:
+                self.progress.end()
 
         subscriber(consume)
 
@@ -403,6 +436,7 @@ class ServiceRuntime(Generic[R]):
             "published": self.relay.stats.published,
             "relay_leader": self.relay.stats.leader,
             "pipeline_healthy": self.pipeline.retrier.healthy,
+            "stalled": self.progress.stall.reason if self.progress.stall is not None else None,
             "http_port": self.http.bound_port,
             "effects": {name: dataclasses.asdict(d.stats) for name, d in self.dispatchers.items()},
         }

@@ -149,6 +149,8 @@ def build_gateway(
             *(topics.dead_letters(topics.partner_responses(p)) for p in others),
         ],
     )
+    # A referral parked for a dossier that never comes fails after the bound; the mediator hears.
+    runtime.on_parked_expired = handlers.parked_too_long
     runtime.consume(topics.INTAKE_CASES, EventDecoder(IntakeCaseOpened, IntakeDocumentsAdded))
     runtime.consume(
         topics.CASES,

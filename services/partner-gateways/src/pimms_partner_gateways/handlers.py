@@ -22,6 +22,7 @@ from pimms_contracts.v1.lifecycle import (
 )
 from pimms_servicekit.dead_letters import Original
 from pimms_servicekit.hooks import Hook, Hooks, Outcome
+from pimms_servicekit.parking import ExpiredParking
 from pimms_servicekit.routing import Handlers
 from pimms_servicekit.unit_of_work import UnitOfWork
 
@@ -457,6 +458,23 @@ def _send(
             transport=link.transport.kind,
         ),
     )
+
+
+PARKED_TOO_LONG = "parked_too_long"
+
+
+async def parked_too_long(expired: ExpiredParking, uow: Uow) -> None:
+    """A referral waited for its dossier (or its documents) past the bound (housekeeping has
+    dead-lettered it, reason `parked_too_long`): its delivery fails, so the mediator is told
+    (referrals turns `gateway.delivery_failed` into `referral.delivery_failed`, which notifications
+    says to the mediator). Several parked messages of one case: the first fails them all."""
+    case_id = expired.case_id or expired.park_key
+    for delivery in await uow.repos.waiting_deliveries(case_id):
+        uow.about_case(case_id, correlation_id=delivery.correlation_id)
+        referral = Referral(
+            referral_id=delivery.referral_id, case_id=case_id, partner_id=delivery.partner_id
+        )
+        await _fail(uow, referral, reason=PARKED_TOO_LONG)
 
 
 async def _fail(uow: Uow, referral: Referral, *, reason: str) -> None:

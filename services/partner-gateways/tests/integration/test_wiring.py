@@ -868,3 +868,42 @@ async def test_referrals_waiting_for_their_dossier_cost_the_gateway_no_statement
         gateway, case_opened, referral_requested, n=40, waiting=20
     )
     assert ours(large) == ours(small)
+
+
+async def test_a_referral_whose_dossier_never_comes_fails_after_the_bound_and_is_dead_lettered(
+    gateway: Platform, case_opened: Callable[..., IntakeCaseOpened], referral_requested: Any
+) -> None:
+    """Parked 24 h (the default bound) for a dossier that never came: housekeeping dead-letters
+    the request (`parked_too_long`) and the delivery fails, which tells the mediator (referrals
+    turns it into `referral.delivery_failed`, a mediator notice)."""
+    case = case_opened()
+    first = referral_requested(case, "edf")
+    second = referral_requested(case, "la-poste")
+    await request(gateway, first)
+    await request(gateway, second)
+    housekeeper = gateway.runtime.housekeeper
+
+    gateway.clock.advance(timedelta(hours=23))
+    assert await housekeeper.expire_parked() == 0  # not yet
+    await gateway.drain()
+    assert gateway.of(topics.PARTNER_REPORTS) == []
+
+    gateway.clock.advance(timedelta(hours=2))
+    assert await housekeeper.expire_parked() == 2
+    await gateway.drain()
+    failed = gateway.reports("delivery_failed")
+    assert sorted((f["referral_id"], f["partner_id"], f["reason"]) for f in failed) == sorted(
+        [
+            (str(first.referral_id), "edf", "parked_too_long"),
+            (str(second.referral_id), "la-poste", "parked_too_long"),
+        ]
+    )
+    dead = gateway.of(topics.dead_letters(topics.CASES))
+    assert len(dead) == 2
+    assert {d.headers["pimms_dlt_reason"] for d in dead} == {"parked_too_long"}
+    assert all(f.key == str(case.case_id) for f in gateway.of(topics.PARTNER_REPORTS))
+
+    assert await housekeeper.expire_parked() == 0  # nothing left: said once
+    await open_case(gateway, case)  # the dossier comes after all: nothing is sent any more
+    assert gateway.of(EDF_FEED) == gateway.of(POSTE_FEED) == []
+    assert len(gateway.reports("delivery_failed")) == 2

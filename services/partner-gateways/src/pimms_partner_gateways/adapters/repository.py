@@ -199,6 +199,22 @@ class GatewayRepos:
             await self._load_waiting({case_id})
         return self._waiting[case_id]
 
+    async def waiting_deliveries(self, case_id: str) -> list[Delivery]:
+        """The referrals of this case that still wait (requested, parked) for its dossier."""
+        rows = await self.session.execute(
+            select(deliveries.c.referral_id).where(
+                deliveries.c.case_id == case_id,
+                deliveries.c.status == DeliveryStatus.REQUESTED.value,
+            )
+        )
+        await self._load_deliveries([r.referral_id for r in rows])
+        waiting = [
+            d
+            for d in self._deliveries.values()
+            if d is not None and d.case_id == case_id and d.status is DeliveryStatus.REQUESTED
+        ]
+        return sorted(waiting, key=lambda d: d.referral_id)
+
     async def delivery(self, referral_id: str) -> Delivery | None:
         """The gateway's record of a referral, if any."""
         if not _could_be_id(referral_id):
