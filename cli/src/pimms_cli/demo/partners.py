@@ -150,28 +150,51 @@ class Prefecture:
         return json.dumps(body).encode()
 
 
-class Orange:
-    """Orange: JSON on Kafka, its layout declared in the directory (PARTNERS.md)."""
+class DeclaredJson:
+    """A partner whose JSON layout is declared by its field names (PARTNERS.md "mapped-json"):
+    the same reading and answering, only the names differ."""
+
+    partner_id: str
+    transport: Transport
+    reference_field: str
+    status_field: str
+    cancelled_status: str
+    reminder_field: str
+    dossier_field: str
+    time_field: str
+
+    def read(self, value: bytes) -> FeedMessage | None:
+        """A referral (a reminder when it has the reminder field) or a cancellation."""
+        body: Any = json.loads(value)
+        reference = body.get(self.reference_field)
+        if not isinstance(reference, str):
+            return None
+        if body.get(self.status_field) == self.cancelled_status:
+            return FeedMessage(FeedKind.CANCELLATION, reference, None)
+        kind = FeedKind.REMINDER if self.reminder_field in body else FeedKind.REFERRAL
+        return FeedMessage(kind, reference, body.get(self.dossier_field))
+
+    def answer(self, *, reference: str, answer: Answer, at: datetime) -> bytes:
+        """`{<reference>, <status>, details..., <time>}`."""
+        body = {self.reference_field: reference, self.status_field: answer.status}
+        body.update(answer.details)
+        body[self.time_field] = at.isoformat(timespec="seconds")
+        return json.dumps(body, ensure_ascii=False).encode()
+
+
+class Orange(DeclaredJson):
+    """Orange: JSON on Kafka, its layout declared in the directory (PARTNERS.md):
+    `{"reference", "statut", "motif"?, "commentaire"?, "horodatage"}`, `relance` in reminders,
+    `statut` `ANNULEE` for a cancellation."""
 
     partner_id = "orange"
     transport: Transport = "kafka"
-
-    def read(self, value: bytes) -> FeedMessage | None:
-        """A referral (`relance` when a reminder) or a cancellation (`statut` `ANNULEE`)."""
-        body: Any = json.loads(value)
-        reference = body.get("reference")
-        if not isinstance(reference, str):
-            return None
-        if body.get("statut") == "ANNULEE":
-            return FeedMessage(FeedKind.CANCELLATION, reference, None)
-        kind = FeedKind.REMINDER if "relance" in body else FeedKind.REFERRAL
-        return FeedMessage(kind, reference, body.get("dossier"))
-
-    def answer(self, *, reference: str, answer: Answer, at: datetime) -> bytes:
-        """`{"reference", "statut", "motif"?, "commentaire"?, "horodatage"}`."""
-        body = {"reference": reference, "statut": answer.status, **answer.details}
-        body["horodatage"] = at.isoformat(timespec="seconds")
-        return json.dumps(body, ensure_ascii=False).encode()
+    reference_field = "reference"
+    status_field = "statut"
+    cancelled_status = "ANNULEE"
+    reminder_field = "relance"
+    dossier_field = "dossier"
+    time_field = "horodatage"
 
 
 class EauGrandLyon:
@@ -203,28 +226,19 @@ class EauGrandLyon:
         return out.getvalue().encode(self.encoding, errors="replace")
 
 
-class SignedWebhookJson:
-    """SNCF's JSON (and La Banque Postale's, declared alike in the directory), over webhooks."""
+class SignedWebhookJson(DeclaredJson):
+    """SNCF's JSON (and La Banque Postale's, declared alike in the directory), over webhooks:
+    `{"referral_id", "status", "outcome"?, "reason"?, "comment"?, "at"}`, `reminder` in reminders,
+    `status` `cancelled` for a cancellation."""
 
     partner_id = "sncf"
     transport: Transport = "webhook"
-
-    def read(self, value: bytes) -> FeedMessage | None:
-        """A referral (`reminder` when a reminder) or a cancellation (`status` `cancelled`)."""
-        body: Any = json.loads(value)
-        reference = body.get("referral_id")
-        if not isinstance(reference, str):
-            return None
-        if body.get("status") == "cancelled":
-            return FeedMessage(FeedKind.CANCELLATION, reference, None)
-        kind = FeedKind.REMINDER if "reminder" in body else FeedKind.REFERRAL
-        return FeedMessage(kind, reference, body.get("case_reference"))
-
-    def answer(self, *, reference: str, answer: Answer, at: datetime) -> bytes:
-        """`{"referral_id", "status", "outcome"?, "reason"?, "comment"?, "at"}`."""
-        body = {"referral_id": reference, "status": answer.status, **answer.details}
-        body["at"] = at.isoformat(timespec="seconds")
-        return json.dumps(body, ensure_ascii=False).encode()
+    reference_field = "referral_id"
+    status_field = "status"
+    cancelled_status = "cancelled"
+    reminder_field = "reminder"
+    dossier_field = "case_reference"
+    time_field = "at"
 
 
 class Sncf(SignedWebhookJson):
