@@ -58,6 +58,7 @@ log = get_logger("pimms.runtime")
 Background = Callable[[], Awaitable[None]]
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class ServiceRuntime(Generic[R]):
@@ -252,13 +253,7 @@ class ServiceRuntime(Generic[R]):
 
         A stop does not cut it half-way (a query cancelled mid-flight spoils its pooled
         connection, and the stop then hangs on it): it gets `UNIT_OF_WORK_GRACE_S` to commit."""
-        current = asyncio.ensure_future(self._unit_of_work(work))
-        try:
-            await asyncio.shield(current)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(current, timeout=UNIT_OF_WORK_GRACE_S)
-            raise
+        await finish_at_stop(self._unit_of_work(work), grace_s=UNIT_OF_WORK_GRACE_S)
 
     async def _unit_of_work(self, work: Callable[[UnitOfWork[R]], Awaitable[None]]) -> None:
         async with self.database.transaction() as session:
@@ -440,6 +435,18 @@ class ServiceRuntime(Generic[R]):
             "http_port": self.http.bound_port,
             "effects": {name: dataclasses.asdict(d.stats) for name, d in self.dispatchers.items()},
         }
+
+
+async def finish_at_stop(work: Awaitable[T], *, grace_s: float) -> T:
+    """Await `work`; if cancelled meanwhile (a stop), give it `grace_s` to finish first, so that
+    a query is never cut half-way (that spoils its pooled connection)."""
+    current = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(current)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(current, timeout=grace_s)
+        raise
 
 
 async def _supervised(name: str, job: Background) -> None:

@@ -26,7 +26,7 @@ from pimms_servicekit.directory_watch import WatchedFile
 from pimms_servicekit.effects import Destination
 from pimms_servicekit.logging import get_logger
 from pimms_servicekit.routing import EventDecoder
-from pimms_servicekit.runtime import ServiceRuntime
+from pimms_servicekit.runtime import ServiceRuntime, finish_at_stop
 from pimms_servicekit.settings import SettingsError
 from pimms_servicekit.unit_of_work import UnitOfWork
 
@@ -230,13 +230,8 @@ async def _every(seconds: float, job: Callable[[], Awaitable[None]]) -> None:
     failing_since: float | None = None
     delay = seconds
     while True:
-        current = asyncio.ensure_future(job())
         try:
-            await asyncio.shield(current)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(current, timeout=ROUND_GRACE_S)
-            raise
+            await finish_at_stop(job(), grace_s=ROUND_GRACE_S)
         except Exception as exc:
             # An outage is said once when it starts and once when it ends, and waited out
             # with backoff: not a line a second.
