@@ -122,29 +122,49 @@ class Hooks(Generic[R]):
         self, calls: Sequence[tuple[HookCall, Outcome]], uow: UnitOfWork[Any]
     ) -> None:
         """Run the hooks of a round (a relay batch, a dispatcher round) in order, after their
-        models' `before_delivered` handlers."""
+        models' `before_delivered` handlers; each hook's data is validated once."""
+        validated = [
+            (call, self._data(call) if self._wanted(call, outcome) else None, outcome)
+            for call, outcome in calls
+        ]
         rounds: dict[str, list[tuple[Any, Outcome]]] = {}
-        for call, outcome in calls:
-            model = self._models.get(call.name)
-            if outcome.delivered and model is not None and call.name in self._before_delivered:
-                rounds.setdefault(call.name, []).append((model.model_validate(call.data), outcome))
+        for call, data, outcome in validated:
+            if outcome.delivered and data is not None and call.name in self._before_delivered:
+                rounds.setdefault(call.name, []).append((data, outcome))
         for name, items in rounds.items():
             uow.begin_hook(case_id=None, correlation_id=None)
             try:
                 await self._before_delivered[name](items, uow)
             finally:
                 uow.end_message()
-        for call, outcome in calls:
-            await self.run(call, outcome, uow)
+        for call, data, outcome in validated:
+            await self._run(call, data, outcome, uow)
 
     async def run(self, call: HookCall, outcome: Outcome, uow: UnitOfWork[Any]) -> None:
         """Run the handler of this outcome, if any, inside `uow`."""
+        data = self._data(call) if self._wanted(call, outcome) else None
+        await self._run(call, data, outcome, uow)
+
+    def _wanted(self, call: HookCall, outcome: Outcome) -> bool:
+        """Whether anything runs for this call (an unknown name is still reported by `_data`)."""
         table = self._delivered if outcome.delivered else self._failed
-        handler = table.get(call.name)
+        known = call.name in self._models
+        first = outcome.delivered and call.name in self._before_delivered
+        return not known or call.name in table or first
+
+    def _data(self, call: HookCall) -> Hook | None:
+        """The hook's data as its model, or None (logged) when no model has that name."""
         model = self._models.get(call.name)
-        if handler is None or model is None:
-            if model is None:
-                log.error("hook.unknown", hook=call.name)
+        if model is None:
+            log.error("hook.unknown", hook=call.name)
+            return None
+        return model.model_validate(call.data)
+
+    async def _run(
+        self, call: HookCall, data: Hook | None, outcome: Outcome, uow: UnitOfWork[Any]
+    ) -> None:
+        handler = (self._delivered if outcome.delivered else self._failed).get(call.name)
+        if handler is None or data is None:
             return
         uow.begin_hook(
             case_id=call.case_id,
@@ -152,6 +172,6 @@ class Hooks(Generic[R]):
             causation_id=call.causation_id,
         )
         try:
-            await handler(model.model_validate(call.data), outcome, uow)
+            await handler(data, outcome, uow)
         finally:
             uow.end_message()
