@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import os
 import sys
 import time
@@ -494,6 +495,38 @@ async def _raw_decoder(message: Any, original: Callable[[Any], Awaitable[Any]]) 
     return message.body
 
 
+GC_THRESHOLD = (20_000, 10, 10)
+
+
+def tune_gc(setting: str | None) -> tuple[int, int, int]:
+    """Keep the cyclic garbage collector from costing a fifth of a service's CPU.
+
+    A batch keeps hundreds of young objects alive while it is processed, so the default
+    threshold (a collection every 700 allocations) traverses them again and again and promotes
+    them, and every full collection walks the whole imported code base (pydantic schemas,
+    SQLAlchemy metadata). Measured on a 20,000-need drain: 18-26 % of each service's CPU went to
+    the collector. The objects created at start are frozen out of its sight and young
+    collections run every 20,000 allocations (a few megabytes at most: memory still freed by
+    reference counting is not concerned). `PIMMS_GC_THRESHOLD` ("700,10,10" restores Python's
+    default) sets the three thresholds."""
+    threshold = GC_THRESHOLD
+    if setting:
+        try:
+            parts = tuple(int(part) for part in setting.split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) != 3 or min(parts) < 1:
+            raise SettingsError(
+                f"PIMMS_GC_THRESHOLD must be three positive integers such as 20000,10,10, "
+                f"not {setting!r}"
+            )
+        threshold = (parts[0], parts[1], parts[2])
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*threshold)
+    return threshold
+
+
 def run_service(
     create_app: Callable[[Any], FastStream], settings_class: type[ServiceSettings]
 ) -> None:
@@ -506,6 +539,7 @@ def run_service(
     configure_logging(service=settings.service_name, level=settings.log_level)
     try:
         app = create_app(settings)
+        tune_gc(os.environ.get("PIMMS_GC_THRESHOLD"))
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
