@@ -159,8 +159,17 @@ def _rename_stdlib_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> E
     return event_dict
 
 
+_configured = {"level": logging.INFO}
+
+
+def enabled(level: str) -> bool:
+    """Whether lines at `level` are written (to skip building a line nobody will read)."""
+    return bool(logging.getLevelName(level.upper()) >= _configured["level"])
+
+
 def configure_logging(*, service: str, level: str = "INFO", stream: TextIO | None = None) -> None:
     """JSON lines on `stream` (stdout by default) for structlog and the standard library alike."""
+    _configured["level"] = logging.getLevelName(level.upper())
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
