@@ -279,3 +279,67 @@ async def test_only_the_dispatchers_with_new_effects_are_woken_after_a_commit(
     pipeline._committed(quiet)
     assert woken == [{"sms"}, set()]
     assert (uow.outbox.written, quiet.outbox.written) == (0, 0)
+
+
+class RoundScript(Script):
+    """A destination that delivers a whole round at once (like the message-file channels)."""
+
+    def __init__(self, name: str, answers: dict[str, list[DeliveryResult]]) -> None:
+        super().__init__(name, answers)
+        self.rounds: list[list[str]] = []
+        self.fail_with: Exception | None = None
+        self.short = False
+
+    async def deliver_round(self, batch: Sequence[Effect]) -> Sequence[DeliveryResult]:
+        self.rounds.append([e.idempotency_key for e in batch])
+        if self.fail_with is not None:
+            raise self.fail_with
+        results = [self.answers[e.idempotency_key].pop(0) for e in batch]
+        return results[:-1] if self.short else results
+
+
+async def test_a_round_destination_gets_the_round_in_one_call_and_each_outcome_is_kept(
+    pipeline: BatchPipeline[Repos], hooks: Hooks[Repos], outcomes: list[tuple[str, Outcome]]
+) -> None:
+    script = RoundScript(
+        "files", {"f1": [Delivered()], "f2": [RetryLater("file_enospc")], "f3": [Failed("bad")]}
+    )
+    await queue(pipeline, "files", ["f1", "f2", "f3"])
+    assert await dispatcher(script, pipeline, hooks).deliver_due() == 3
+    assert script.rounds == [["f1", "f2", "f3"]]
+    assert script.calls == []  # never one by one
+    stored = await rows(pipeline.database)
+    assert (stored["f1"].outcome, stored["f2"].outcome, stored["f3"].outcome) == (
+        "delivered",
+        None,
+        "failed",
+    )
+    assert stored["f2"].last_error == "file_enospc"
+    assert [(n, o.delivered) for n, o in outcomes] == [("f1", True), ("f3", False)]
+
+
+@pytest.mark.parametrize("trouble", ["raises", "answers_short"])
+async def test_a_round_that_breaks_is_tried_again_whole(
+    pipeline: BatchPipeline[Repos],
+    hooks: Hooks[Repos],
+    outcomes: list[tuple[str, Outcome]],
+    clock: ManualClock,
+    trouble: str,
+) -> None:
+    script = RoundScript("files", {"f1": [Delivered(), Delivered()], "f2": [Delivered()] * 2})
+    if trouble == "raises":
+        script.fail_with = RuntimeError("disk on fire")
+    else:
+        script.short = True
+    await queue(pipeline, "files", ["f1", "f2"])
+    files = dispatcher(script, pipeline, hooks)
+    assert await files.deliver_due() == 2
+    stored = await rows(pipeline.database)
+    assert {stored[k].outcome for k in ("f1", "f2")} == {None}
+    assert {stored[k].attempts for k in ("f1", "f2")} == {1}
+    assert outcomes == []
+    script.fail_with, script.short = None, False
+    clock.advance(timedelta(minutes=1))
+    assert await files.deliver_due() == 2
+    assert [n for n, _ in outcomes] == ["f1", "f2"]
+    assert len(script.rounds) == 2

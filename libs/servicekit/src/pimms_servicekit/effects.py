@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -112,6 +112,16 @@ class Destination(Protocol):
 
     async def deliver(self, effect: Effect) -> DeliveryResult:
         """Deliver one effect; never raise for a receiver's refusal, return `Failed`."""
+        ...
+
+
+@runtime_checkable
+class RoundDestination(Destination, Protocol):
+    """A destination that delivers a whole round at once (message files: one thread hop and one
+    sync for the round, where one each per file cost more than the rest of the service)."""
+
+    async def deliver_round(self, batch: Sequence[Effect]) -> Sequence[DeliveryResult]:
+        """Deliver the round; one result per effect, in order; never raise for a refusal."""
         ...
 
 
@@ -258,15 +268,18 @@ class EffectDispatcher:
         batch = await self._claim(limit or self.destination.policy.concurrency * 4)
         if not batch:
             return 0
-        semaphore = asyncio.Semaphore(self.destination.policy.concurrency)
-
-        async def one(effect: Effect) -> tuple[Effect, DeliveryResult]:
-            async with semaphore:
-                return effect, await self._attempt(effect)
-
         self.stats.in_flight += len(batch)
         try:
-            results = await asyncio.gather(*(one(e) for e in batch))
+            if isinstance(self.destination, RoundDestination):
+                results = await self._attempt_round(self.destination, batch)
+            else:
+                semaphore = asyncio.Semaphore(self.destination.policy.concurrency)
+
+                async def one(effect: Effect) -> tuple[Effect, DeliveryResult]:
+                    async with semaphore:
+                        return effect, await self._attempt(effect)
+
+                results = await asyncio.gather(*(one(e) for e in batch))
         finally:
             self.stats.in_flight -= len(batch)
         await self._record_until_done(results)
@@ -303,6 +316,31 @@ class EffectDispatcher:
                 detail=scrub_text(str(exc))[:300],
             )
             return RetryLater(reason=f"error:{type(exc).__name__}")
+
+    async def _attempt_round(
+        self, destination: RoundDestination, batch: Sequence[Effect]
+    ) -> list[tuple[Effect, DeliveryResult]]:
+        """A round delivered at once: the attempt timeout and an unexpected error apply to the
+        whole round (each effect is tried again later)."""
+        try:
+            results = await asyncio.wait_for(
+                destination.deliver_round(batch), timeout=destination.policy.attempt_timeout
+            )
+        except TimeoutError:
+            return [(effect, RetryLater(reason="timeout")) for effect in batch]
+        except Exception as exc:
+            log.error(
+                "effects.delivery_error",
+                destination=self.name,
+                effects=len(batch),
+                error=type(exc).__name__,
+                detail=scrub_text(str(exc))[:300],
+            )
+            return [(effect, RetryLater(reason=f"error:{type(exc).__name__}")) for effect in batch]
+        if len(results) != len(batch):
+            log.error("effects.round_mismatch", destination=self.name, effects=len(batch))
+            return [(effect, RetryLater(reason="error:round_mismatch")) for effect in batch]
+        return list(zip(batch, results, strict=True))
 
     async def _claim(self, limit: int) -> list[Effect]:
         now = self.clock.now()

@@ -36,6 +36,7 @@ from pimms_notifications.adapters.destinations import (
     FILE_POLICY,
     ChannelDestination,
     DeliveryDestination,
+    RoundDeliveryDestination,
 )
 from pimms_notifications.adapters.reports import delivery_report_endpoint
 from pimms_notifications.adapters.repository import NotificationsRepos, Rules
@@ -83,11 +84,9 @@ def file_destinations(settings: NotificationsSettings) -> list[ChannelDestinatio
 def delivery_destinations(settings: NotificationsSettings) -> list[DeliveryDestination]:
     """The channels the settings ask for (the SMS provider, SMTP; files when unset)."""
     return [
-        DeliveryDestination(
-            name=name,
-            channel=channel,
-            policy=FILE_POLICY if isinstance(channel, FILE_CHANNELS) else CHANNEL_POLICY,
-        )
+        RoundDeliveryDestination(name=name, channel=channel, policy=FILE_POLICY)
+        if isinstance(channel, FILE_CHANNELS)
+        else DeliveryDestination(name=name, channel=channel, policy=CHANNEL_POLICY)
         for name, channel in delivery_channels(settings).items()
     ]
 

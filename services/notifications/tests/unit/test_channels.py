@@ -154,3 +154,81 @@ async def test_a_failed_sync_fails_the_delivery_as_transient(
     monkeypatch.setattr(files, "_GROUP", files.GroupSync())
     result = await files.deliver_file(tmp_path / "x.txt", b"x")
     assert result == TransientFailure(reason="file_enospc")
+
+
+async def test_a_round_is_written_with_one_sync_per_file_system_and_one_result_per_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pimms_notifications.channels import Delivered, TransientFailure, files
+
+    syncs: list[Path] = []
+    monkeypatch.setattr(files, "_SYNCFS", files._SYNCFS or (lambda fd: 0))
+    monkeypatch.setattr(files, "_sync_file_system", syncs.append)
+    inbox = FileMediatorInbox(tmp_path / "inbox")
+    (tmp_path / "inbox" / "lyon-8").mkdir(parents=True)
+    (tmp_path / "inbox" / "lyon-8" / "m-blocked").write_text("a file, not a folder")
+    round_ = [
+        message(notification_id=uuid.UUID(int=i), to=to)
+        for i, to in enumerate(["m-1", "m-2", "m-blocked", "m-1"], start=1)
+    ]
+    try:
+        results = await inbox.deliver_many(round_)
+    finally:
+        inbox.close()
+    assert results[:2] == [Delivered(), Delivered()]
+    assert results[2] == TransientFailure(reason="file_eexist")
+    assert results[3] == Delivered()
+    assert len(syncs) == 1  # one file system: one sync for the whole round
+    written = files_in(tmp_path / "inbox")
+    assert [p.relative_to(tmp_path / "inbox").parts[1:] for p in written if p.suffix == ".txt"] == [
+        ("m-1", f"{uuid.UUID(int=1)}.txt"),
+        ("m-1", f"{uuid.UUID(int=4)}.txt"),
+        ("m-2", f"{uuid.UUID(int=2)}.txt"),
+    ]
+    assert not [p for p in written if p.name.startswith(".")]  # no temporary file left
+
+
+async def test_a_failed_sync_fails_every_file_of_the_round_as_transient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pimms_notifications.channels import TransientFailure, files
+
+    def broken(directory: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files, "_SYNCFS", files._SYNCFS or (lambda fd: 0))
+    monkeypatch.setattr(files, "_sync_file_system", broken)
+    sms = FileSmsChannel(tmp_path / "sms")
+    try:
+        results = await sms.deliver_many(
+            [message(notification_id=uuid.UUID(int=i)) for i in (1, 2)]
+        )
+    finally:
+        sms.close()
+    assert results == [TransientFailure(reason="file_enospc")] * 2
+
+
+async def test_without_syncfs_each_file_of_a_round_is_synced_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pimms_notifications.channels import Delivered, files
+
+    fsyncs: list[int] = []
+    real_fsync = files.os.fsync
+
+    def counting(descriptor: int) -> None:
+        fsyncs.append(descriptor)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(files, "_SYNCFS", None)
+    monkeypatch.setattr(files.os, "fsync", counting)
+    email_channel = FileEmailChannel(tmp_path, sender="PIMMS <n@pimms.example>")
+    try:
+        results = await email_channel.deliver_many(
+            [message(notification_id=uuid.UUID(int=i), to="a@example.org") for i in (1, 2, 3)]
+        )
+    finally:
+        email_channel.close()
+    assert results == [Delivered()] * 3
+    assert len(fsyncs) == 6  # each file and its folder
+    assert len(files_in(tmp_path)) == 3

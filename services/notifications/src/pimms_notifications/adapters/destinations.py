@@ -13,10 +13,10 @@ import dataclasses
 import errno
 import json
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from pimms_contracts.v1.notifications import NotificationChannel
@@ -42,8 +42,8 @@ CHANNEL_POLICY = RetryPolicy(
 """A message is tried for about half a day (12 attempts, backoff capped at one hour)."""
 
 FILE_POLICY = dataclasses.replace(CHANNEL_POLICY, concurrency=64)
-"""Message files: a round of up to 256 shares one sync of the file system (`GroupSync`); eight
-at a time left a backlog's notifications minutes behind its events."""
+"""Message files: a round of up to 256 (four times the concurrency) is written by one thread hop
+and made durable by one sync of the file system (`RoundDeliveryDestination`)."""
 
 # Errors that retrying cannot fix: the channel is misconfigured for this message.
 _PERMANENT_ERRNOS = frozenset(
@@ -143,6 +143,49 @@ class DeliveryDestination:
         close = getattr(self.channel, "aclose", None)
         if close is not None:
             await close()
+
+
+class RoundChannel(DeliveryChannel, Protocol):
+    """A channel that delivers a round at once (the message files)."""
+
+    async def deliver_many(
+        self, messages: Sequence[OutgoingMessage]
+    ) -> list[channels.DeliveryResult]:
+        """One result per message, in order."""
+        ...
+
+    def close(self) -> None:
+        """Let its thread go."""
+        ...
+
+
+class RoundDeliveryDestination(DeliveryDestination):
+    """A round channel as an effect destination: the dispatcher hands it a whole round."""
+
+    def __init__(
+        self, *, name: NotificationChannel, channel: RoundChannel, policy: RetryPolicy = FILE_POLICY
+    ) -> None:
+        super().__init__(name=name, channel=channel, policy=policy)
+        self.round_channel = channel
+
+    async def deliver_round(self, batch: Sequence[Effect]) -> list[DeliveryResult]:
+        """Deliver the round's messages together; a payload that is not a message fails alone."""
+        results: list[DeliveryResult | None] = []
+        messages: list[OutgoingMessage] = []
+        for effect in batch:
+            try:
+                messages.append(decode_message(effect.payload))
+                results.append(None)
+            except ValueError as exc:
+                results.append(Failed(reason=str(exc)))
+        delivered = iter(await self.round_channel.deliver_many(messages) if messages else ())
+        return [
+            result if result is not None else effect_result(next(delivered)) for result in results
+        ]
+
+    async def aclose(self) -> None:
+        """Let the channel's thread go."""
+        self.round_channel.close()
 
 
 class ChannelDestination:

@@ -13,7 +13,8 @@ import errno
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -29,10 +30,13 @@ from pimms_notifications.channels import (
 from pimms_notifications.channels.email_message import message_id_for
 
 
-def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
+def write_atomically(
+    path: Path, data: bytes, *, sync: bool = True, folder_exists: bool = False
+) -> None:
     """Write `data` to `path` through a temporary file in the same folder, then rename; with
     `sync`, fsync the file and the folder (without, the caller makes it durable: `GroupSync`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not folder_exists:
+        path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as handle:
@@ -153,9 +157,90 @@ async def deliver_file(path: Path, data: bytes) -> DeliveryResult:
     try:
         await write_file(path, data)
     except OSError as exc:
-        code = errno.errorcode.get(exc.errno or 0, "unknown").lower()
-        return TransientFailure(reason=f"file_{code}")
+        return delivery_result(exc)
     return Delivered()
+
+
+def write_round(items: Sequence[tuple[Path, bytes]]) -> list[OSError | None]:
+    """Write a round of message files and make them durable together (blocking: run it on a
+    thread): each file through a temporary name, then one sync per file system (`syncfs`), or
+    per file where syncfs does not exist. One error per file, None when it is written and durable;
+    a failed sync fails every file it was to cover."""
+    errors: list[OSError | None] = []
+    folders: set[Path] = set()
+    written: list[int] = []
+    for index, (path, data) in enumerate(items):
+        try:
+            if path.parent not in folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(path.parent)
+            write_atomically(path, data, sync=_SYNCFS is None, folder_exists=True)
+        except OSError as exc:
+            errors.append(exc)
+            continue
+        errors.append(None)
+        written.append(index)
+    if _SYNCFS is None or not written:
+        return errors
+    devices: dict[int, Path] = {}
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            devices.setdefault(os.stat(folder).st_dev, folder)
+    try:
+        for folder in devices.values():
+            _sync_file_system(folder)
+    except OSError as exc:
+        for index in written:
+            errors[index] = exc
+    return errors
+
+
+def delivery_result(error: OSError | None) -> DeliveryResult:
+    """A message file's outcome: a file system error is transient (an operator frees the disk)."""
+    if error is None:
+        return Delivered()
+    code = errno.errorcode.get(error.errno or 0, "unknown").lower()
+    return TransientFailure(reason=f"file_{code}")
+
+
+class _FileChannel:
+    """What the file channels share: a file per message, rounds written on a thread of their own
+    (a hung file system holds this channel's thread, never the event loop nor another channel)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._thread: ThreadPoolExecutor | None = None
+
+    def path_for(self, message: OutgoingMessage) -> Path:
+        """Where this message's file goes."""
+        raise NotImplementedError
+
+    def content(self, message: OutgoingMessage) -> bytes:
+        """The file's bytes."""
+        raise NotImplementedError
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Write the message's file (raises OSError)."""
+        await write_file(self.path_for(message), self.content(message))
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
+        """Write the message's file."""
+        return await deliver_file(self.path_for(message), self.content(message))
+
+    async def deliver_many(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        """Write a round of messages with one thread hop and one sync (see `write_round`)."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="message-files")
+        items = [(self.path_for(m), self.content(m)) for m in messages]
+        loop = asyncio.get_running_loop()
+        errors = await loop.run_in_executor(self._thread, write_round, items)
+        return [delivery_result(error) for error in errors]
+
+    def close(self) -> None:
+        """Let the thread go once its current round is written."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=False, cancel_futures=True)
+            self._thread = None
 
 
 def safe_segment(value: str) -> str:
@@ -164,11 +249,8 @@ def safe_segment(value: str) -> str:
     return "%2E" + quoted[1:] if quoted.startswith(".") else quoted
 
 
-class FileSmsChannel:
+class FileSmsChannel(_FileChannel):
     """SMS as text files: `To: <phone>`, a blank line, the text."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
 
     def path_for(self, message: OutgoingMessage) -> Path:
         """Where this message's file goes."""
@@ -178,20 +260,12 @@ class FileSmsChannel:
         """The file's bytes."""
         return f"To: {message.to}\n\n{message.body}".encode()
 
-    async def send(self, message: OutgoingMessage) -> None:
-        """Write the SMS file (raises OSError)."""
-        await write_file(self.path_for(message), self.content(message))
 
-    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
-        """Write the SMS file."""
-        return await deliver_file(self.path_for(message), self.content(message))
-
-
-class FileEmailChannel:
+class FileEmailChannel(_FileChannel):
     """E-mails as RFC 5322 `.eml` files (UTF-8), ready for a mail client or a relay."""
 
     def __init__(self, root: Path, *, sender: str) -> None:
-        self.root = root
+        super().__init__(root)
         self.sender = sender
 
     def path_for(self, message: OutgoingMessage) -> Path:
@@ -211,20 +285,13 @@ class FileEmailChannel:
         email["Content-Language"] = message.language  # after set_content, which clears Content-*
         return email
 
-    async def send(self, message: OutgoingMessage) -> None:
-        """Write the e-mail file (raises OSError)."""
-        await write_file(self.path_for(message), self.to_email(message).as_bytes())
-
-    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
-        """Write the e-mail file."""
-        return await deliver_file(self.path_for(message), self.to_email(message).as_bytes())
+    def content(self, message: OutgoingMessage) -> bytes:
+        """The file's bytes."""
+        return self.to_email(message).as_bytes()
 
 
-class FileMediatorInbox:
+class FileMediatorInbox(_FileChannel):
     """A folder per mediator: `<site_id>/<mediator_id>/<notification_id>.txt`."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
 
     def path_for(self, message: OutgoingMessage) -> Path:
         """Where this message's file goes."""
@@ -244,11 +311,3 @@ class FileMediatorInbox:
             f"{message.body}"
         )
         return text.encode("utf-8")
-
-    async def send(self, message: OutgoingMessage) -> None:
-        """Write the inbox file (raises OSError)."""
-        await write_file(self.path_for(message), self.content(message))
-
-    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
-        """Write the inbox file."""
-        return await deliver_file(self.path_for(message), self.content(message))
