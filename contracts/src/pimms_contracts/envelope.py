@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from pydantic import AwareDatetime, Field, ValidationError
@@ -22,6 +22,7 @@ H_CAUSATION = "ce_causationid"
 H_CONTENT_TYPE = "content-type"
 
 Headers = list[tuple[str, bytes]]
+
 
 
 class EnvelopeError(ValueError):
@@ -59,12 +60,21 @@ class Envelope(FrozenModel):
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[str, bytes]]) -> Envelope:
         """Read the attributes back; raise EnvelopeError naming what is missing or wrong."""
-        found: dict[str, str] = {}
+        found: dict[str, str | None] = {}
         for name, value in headers:
             try:
                 found[name] = value.decode()
-            except UnicodeDecodeError as exc:
-                raise EnvelopeError(f"header {name} is not UTF-8") from exc
+            except UnicodeDecodeError:
+                found[name] = None
+        return cls.from_texts(found)
+
+    @classmethod
+    def from_texts(cls, found: Mapping[str, str | None]) -> Envelope:
+        """The same from headers already decoded (None: a header that is not UTF-8; the last
+        of repeated headers wins)."""
+        for name, text in found.items():
+            if text is None:
+                raise EnvelopeError(f"header {name} is not UTF-8")
         missing = [h for h in (H_ID, H_SOURCE, H_TYPE, H_TIME) if not found.get(h)]
         if missing:
             raise EnvelopeError(f"missing CloudEvents header(s): {', '.join(missing)}")

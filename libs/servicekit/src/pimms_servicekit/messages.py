@@ -52,6 +52,11 @@ class Incoming:
 
     def header(self, name: str) -> str | None:
         """A header as text (last one wins), or None when absent or not UTF-8."""
+        return self.header_texts.get(name)
+
+    @property
+    def header_texts(self) -> dict[str, str | None]:
+        """Every header as text (last one wins; None when not UTF-8), decoded once."""
         texts = self._texts
         if texts is None:
             texts = {}
@@ -61,7 +66,7 @@ class Incoming:
                 except UnicodeDecodeError:
                     texts[header_name] = None
             object.__setattr__(self, "_texts", texts)
-        return texts.get(name)
+        return texts
 
     @property
     def message_id(self) -> str:
@@ -146,7 +151,7 @@ def parse_json(value: bytes | None) -> Any:
 def read_envelope(incoming: Incoming) -> Envelope:
     """The CloudEvents attributes of a message, or BadMessage(missing_envelope)."""
     try:
-        return Envelope.from_headers(incoming.headers)
+        return Envelope.from_texts(incoming.header_texts)
     except EnvelopeError as exc:
         raise BadMessage("missing_envelope", str(exc)) from None
 
@@ -157,10 +162,12 @@ def decode(incoming: Incoming, registry: dict[str, type[Event]]) -> tuple[Envelo
     model = registry.get(envelope.type)
     if model is None:
         raise BadMessage("unknown_type", f"ce_type {envelope.type!r} is not expected here")
-    parse_json(incoming.value)
+    if incoming.value is None:
+        parse_json(None)  # BadMessage(not_json)
     try:
         return envelope, model.model_validate_json(incoming.value or b"")
     except ValidationError as exc:
+        parse_json(incoming.value)  # not JSON at all says so (parsed only for a bad message)
         raise BadMessage("schema_invalid", describe_validation_error(exc)) from None
 
 

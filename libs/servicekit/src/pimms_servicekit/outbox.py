@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pimms_contracts.base import Event
 from pimms_contracts.envelope import Envelope, Headers
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from pimms_servicekit.clock import Clock
@@ -36,6 +36,10 @@ log = get_logger("pimms.outbox")
 # An idle relay or dispatcher polls less and less, up to this: local commits wake it at once, so
 # the poll only finds what another instance committed, or retries that came due.
 IDLE_POLL_MAX_S = 1.0
+
+# Committed rows the relay keeps in memory until it publishes them (about 2 KB each); beyond, it
+# reads them back from the database as before.
+COMMITTED_CACHE_MAX = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,10 @@ class OutboxBuffer:
         self.clock = clock
         self.rows: list[dict[str, Any]] = []
         self.written = 0  # rows inserted by this unit of work (the relay is woken only then)
+        # The rows inserted, as the relay will publish them: handed to it after the commit, so
+        # that it does not read back what was just written (see `OutboxRelay.offer`).
+        self.flushed: list[Pending] = []
+        self._headers: list[Headers] = []
 
     def event(
         self,
@@ -110,12 +118,14 @@ class OutboxBuffer:
         on_sent: dict[str, Any] | None = None,
     ) -> None:
         """Queue a message as bytes (partner formats, dead letters)."""
+        headers = list(headers)
+        self._headers.append(headers)
         self.rows.append(
             {
                 "topic": topic,
                 "key": key.encode() if isinstance(key, str) else key,
                 "value": value,
-                "headers": headers_to_json(list(headers)),
+                "headers": headers_to_json(headers),
                 "event_type": event_type,
                 "event_id": event_id,
                 "case_id": case_id,
@@ -129,11 +139,52 @@ class OutboxBuffer:
     async def flush(self, session: AsyncSession) -> int:
         """Insert the queued rows in one statement; return how many."""
         count = len(self.rows)
-        if self.rows:
-            await session.execute(insert(outbox), self.rows)
-            self.rows = []
-            self.written += count
+        if not count:
+            return 0
+        rows, headers = self.rows, self._headers
+        self.rows, self._headers = [], []
+        ids = await _insert_returning_ids(session, rows)
+        self.flushed.extend(
+            Pending(
+                message=Outgoing(
+                    id=row_id,
+                    topic=row["topic"],
+                    key=row["key"],
+                    value=row["value"],
+                    headers=row_headers,
+                ),
+                on_sent=row["on_sent"],
+            )
+            for row_id, row, row_headers in zip(ids, rows, headers, strict=True)
+        )
+        self.written += count
         return count
+
+
+async def _insert_returning_ids(session: AsyncSession, rows: list[dict[str, Any]]) -> Sequence[int]:
+    """Insert outbox rows; their ids, in order.
+
+    PostgreSQL returns them (RETURNING, in parameter order). SQLite gives a new row the largest
+    id plus one, and a transaction here holds the write lock from its BEGIN IMMEDIATE, so the ids
+    of a batch follow the largest one read just before (SQLAlchemy would insert row by row to
+    return them in order)."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "sqlite":
+        largest = (await session.execute(select(func.max(outbox.c.id)))).scalar() or 0
+        await session.execute(insert(outbox), rows)
+        return range(largest + 1, largest + 1 + len(rows))
+    result = await session.execute(
+        insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), rows
+    )
+    return list(result.scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A committed outbox row as the relay publishes it, and the hook it asked for."""
+
+    message: Outgoing
+    on_sent: dict[str, Any] | None
 
 
 class Sender(Protocol):
@@ -189,10 +240,22 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._lock_connection: AsyncConnection | None = None
         self._publish_lock = asyncio.Lock()
+        # Rows this process committed, by id, so that a round reads only which rows are pending
+        # (their ids, from the index) and not their content again. The database stays the truth:
+        # a row missing here (another instance's, or one beyond the cap) is read from it.
+        self._committed: dict[int, Pending] = {}
 
     def notify(self) -> None:
         """New rows were committed: publish soon rather than at the next poll."""
         self._wake.set()
+
+    def offer(self, rows: Sequence[Pending]) -> None:
+        """Rows just committed by this process: keep them for the round that publishes them."""
+        room = COMMITTED_CACHE_MAX - len(self._committed)
+        for row in rows[: max(room, 0)]:
+            self._committed[row.message.id] = row
+        if rows:
+            self._wake.set()
 
     def start(self) -> None:
         """Run in the background."""
@@ -226,39 +289,18 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch of pending rows; return how many were marked sent."""
         async with self._publish_lock:
-            async with self.database.sessions() as session:
-                result = await session.execute(
-                    select(
-                        outbox.c.id,
-                        outbox.c.topic,
-                        outbox.c.key,
-                        outbox.c.value,
-                        outbox.c.headers,
-                        outbox.c.on_sent,
-                    )
-                    .where(outbox.c.sent_at.is_(None))
-                    .order_by(outbox.c.id)
-                    .limit(self.batch_size)
-                )
-                rows = result.all()
+            rows = await self._pending_rows()
             if not rows:
                 return 0
-            messages = [
-                Outgoing(
-                    id=r.id,
-                    topic=r.topic,
-                    key=r.key,
-                    value=r.value,
-                    headers=headers_from_json(r.headers),
-                )
-                for r in rows
-            ]
+            messages = [row.message for row in rows]
             delivered, error = await self.sender.send(messages)
             self.stats.failing = error is not None
             if delivered and self.on_published is not None:
                 self.on_published(messages[:delivered])
             if delivered:
                 await self._mark_sent(rows[:delivered])
+                for row in rows[:delivered]:
+                    self._committed.pop(row.message.id, None)
                 self.stats.published += delivered
                 self.stats.batches += 1
             if error is not None:
@@ -267,10 +309,64 @@ class OutboxRelay:
                 raise RelayError(f"publishing failed after {delivered} message(s)") from error
             return delivered
 
-    async def _mark_sent(self, rows: Sequence[Any]) -> None:
+    async def _pending_rows(self) -> list[Pending]:
+        """The next pending rows in id order (so in order per key): their ids from the index,
+        their content from what this process committed, else from the database."""
+        async with self.database.sessions() as session:
+            ids = list(
+                (
+                    await session.execute(
+                        select(outbox.c.id)
+                        .where(outbox.c.sent_at.is_(None))
+                        .order_by(outbox.c.id)
+                        .limit(self.batch_size)
+                    )
+                ).scalars()
+            )
+            if not ids:
+                return []
+            committed = self._committed
+            while committed:  # rows sent meanwhile by another instance: forget them
+                oldest = next(iter(committed))
+                if oldest >= ids[0]:
+                    break
+                del committed[oldest]
+            missing = [i for i in ids if i not in committed]
+            found: dict[int, Pending] = {}
+            for start in range(0, len(missing), 500):
+                result = await session.execute(
+                    select(
+                        outbox.c.id,
+                        outbox.c.topic,
+                        outbox.c.key,
+                        outbox.c.value,
+                        outbox.c.headers,
+                        outbox.c.on_sent,
+                    ).where(outbox.c.id.in_(missing[start : start + 500]))
+                )
+                for r in result:
+                    found[r.id] = Pending(
+                        message=Outgoing(
+                            id=r.id,
+                            topic=r.topic,
+                            key=r.key,
+                            value=r.value,
+                            headers=headers_from_json(r.headers),
+                        ),
+                        on_sent=r.on_sent,
+                    )
+        rows = []
+        for row_id in ids:
+            row = committed.get(row_id) or found.get(row_id)
+            if row is None:
+                break  # sent by another instance since the ids were read: the next round sees
+            rows.append(row)
+        return rows
+
+    async def _mark_sent(self, rows: Sequence[Pending]) -> None:
         now = self.clock.now()
         async with self.database.transaction() as session:
-            ids = [r.id for r in rows]
+            ids = [r.message.id for r in rows]
             for start in range(0, len(ids), 500):
                 await session.execute(
                     update(outbox)
@@ -284,7 +380,9 @@ class OutboxRelay:
                 raise RuntimeError("outbox rows name hooks but the relay has no unit of work")
             uow = self.make_uow(session)
             sent = Outcome(delivered=True, at=now)
-            await self.hooks.run_round([(HookCall.from_json(r.on_sent), sent) for r in hooked], uow)
+            await self.hooks.run_round(
+                [(HookCall.from_json(r.on_sent), sent) for r in hooked if r.on_sent], uow
+            )
             follow_ups = len(uow.outbox.rows)
             await uow.flush()
         uow.committed()

@@ -279,6 +279,8 @@ class ServiceRuntime(Generic[R]):
     def _committed(self, uow: UnitOfWork[R]) -> None:
         """Wake the relay and the dispatchers that have new rows (no empty claims: each one is
         a transaction)."""
+        if uow.outbox.flushed:
+            self.relay.offer(uow.outbox.flushed)
         if uow.outbox.written:
             self.relay.notify()
         for name in uow.effects.destinations:
