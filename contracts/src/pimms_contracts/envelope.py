@@ -24,7 +24,6 @@ H_CONTENT_TYPE = "content-type"
 Headers = list[tuple[str, bytes]]
 
 
-
 class EnvelopeError(ValueError):
     """Headers that do not make a CloudEvents envelope."""
 

@@ -39,7 +39,7 @@ IDLE_POLL_MAX_S = 1.0
 
 # Committed rows the relay keeps in memory until it publishes them (about 2 KB each); beyond, it
 # reads them back from the database as before.
-COMMITTED_CACHE_MAX = 5000
+COMMITTED_CACHE_MAX = 2000
 
 
 @dataclass(frozen=True, slots=True)
