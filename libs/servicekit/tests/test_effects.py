@@ -281,7 +281,7 @@ async def test_only_the_dispatchers_with_new_effects_are_woken_after_a_commit(
     assert (uow.outbox.written, quiet.outbox.written) == (0, 0)
 
 
-class RoundScript(Script):
+class BatchScript(Script):
     """A destination that delivers a whole round at once (like the message-file channels)."""
 
     def __init__(self, name: str, answers: dict[str, list[DeliveryResult]]) -> None:
@@ -290,7 +290,7 @@ class RoundScript(Script):
         self.fail_with: Exception | None = None
         self.short = False
 
-    async def deliver_round(self, batch: Sequence[Effect]) -> Sequence[DeliveryResult]:
+    async def deliver_batch(self, batch: Sequence[Effect]) -> Sequence[DeliveryResult]:
         self.rounds.append([e.idempotency_key for e in batch])
         if self.fail_with is not None:
             raise self.fail_with
@@ -301,7 +301,7 @@ class RoundScript(Script):
 async def test_a_round_destination_gets_the_round_in_one_call_and_each_outcome_is_kept(
     pipeline: BatchPipeline[Repos], hooks: Hooks[Repos], outcomes: list[tuple[str, Outcome]]
 ) -> None:
-    script = RoundScript(
+    script = BatchScript(
         "files", {"f1": [Delivered()], "f2": [RetryLater("file_enospc")], "f3": [Failed("bad")]}
     )
     await queue(pipeline, "files", ["f1", "f2", "f3"])
@@ -326,7 +326,7 @@ async def test_a_round_that_breaks_is_tried_again_whole(
     clock: ManualClock,
     trouble: str,
 ) -> None:
-    script = RoundScript("files", {"f1": [Delivered(), Delivered()], "f2": [Delivered()] * 2})
+    script = BatchScript("files", {"f1": [Delivered(), Delivered()], "f2": [Delivered()] * 2})
     if trouble == "raises":
         script.fail_with = RuntimeError("disk on fire")
     else:

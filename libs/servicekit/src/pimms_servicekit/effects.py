@@ -116,12 +116,14 @@ class Destination(Protocol):
 
 
 @runtime_checkable
-class RoundDestination(Destination, Protocol):
-    """A destination that delivers a whole round at once (message files: one thread hop and one
-    sync for the round, where one each per file cost more than the rest of the service)."""
+class BatchDestination(Destination, Protocol):
+    """A destination that takes a round of effects in one call: a partner's export file of many
+    lines, message files (one thread hop and one sync for the round, where one each per file
+    cost more than the rest of the service)."""
 
-    async def deliver_round(self, batch: Sequence[Effect]) -> Sequence[DeliveryResult]:
-        """Deliver the round; one result per effect, in order; never raise for a refusal."""
+    async def deliver_batch(self, effects: Sequence[Effect]) -> Sequence[DeliveryResult]:
+        """Deliver `effects` together; one result per effect, in the same order; never raise
+        for a refusal."""
         ...
 
 
@@ -270,8 +272,8 @@ class EffectDispatcher:
             return 0
         self.stats.in_flight += len(batch)
         try:
-            if isinstance(self.destination, RoundDestination):
-                results = await self._attempt_round(self.destination, batch)
+            if isinstance(self.destination, BatchDestination):
+                results = await self._attempt_batch(self.destination, batch)
             else:
                 semaphore = asyncio.Semaphore(self.destination.policy.concurrency)
 
@@ -317,14 +319,14 @@ class EffectDispatcher:
             )
             return RetryLater(reason=f"error:{type(exc).__name__}")
 
-    async def _attempt_round(
-        self, destination: RoundDestination, batch: Sequence[Effect]
+    async def _attempt_batch(
+        self, destination: BatchDestination, batch: Sequence[Effect]
     ) -> list[tuple[Effect, DeliveryResult]]:
         """A round delivered at once: the attempt timeout and an unexpected error apply to the
         whole round (each effect is tried again later)."""
         try:
             results = await asyncio.wait_for(
-                destination.deliver_round(batch), timeout=destination.policy.attempt_timeout
+                destination.deliver_batch(batch), timeout=destination.policy.attempt_timeout
             )
         except TimeoutError:
             return [(effect, RetryLater(reason="timeout")) for effect in batch]
@@ -338,8 +340,13 @@ class EffectDispatcher:
             )
             return [(effect, RetryLater(reason=f"error:{type(exc).__name__}")) for effect in batch]
         if len(results) != len(batch):
-            log.error("effects.round_mismatch", destination=self.name, effects=len(batch))
-            return [(effect, RetryLater(reason="error:round_mismatch")) for effect in batch]
+            log.error(
+                "effects.batch_mismatch",
+                destination=self.name,
+                effects=len(batch),
+                results=len(results),
+            )
+            return [(effect, RetryLater(reason="error:batch_mismatch")) for effect in batch]
         return list(zip(batch, results, strict=True))
 
     async def _claim(self, limit: int) -> list[Effect]:

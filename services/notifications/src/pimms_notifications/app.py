@@ -34,9 +34,9 @@ from pimms_notifications import handlers
 from pimms_notifications.adapters.destinations import (
     CHANNEL_POLICY,
     FILE_POLICY,
+    BatchDeliveryDestination,
     ChannelDestination,
     DeliveryDestination,
-    RoundDeliveryDestination,
 )
 from pimms_notifications.adapters.reports import delivery_report_endpoint
 from pimms_notifications.adapters.repository import NotificationsRepos, Rules
@@ -84,7 +84,7 @@ def file_destinations(settings: NotificationsSettings) -> list[ChannelDestinatio
 def delivery_destinations(settings: NotificationsSettings) -> list[DeliveryDestination]:
     """The channels the settings ask for (the SMS provider, SMTP; files when unset)."""
     return [
-        RoundDeliveryDestination(name=name, channel=channel, policy=FILE_POLICY)
+        BatchDeliveryDestination(name=name, channel=channel, policy=FILE_POLICY)
         if isinstance(channel, FILE_CHANNELS)
         else DeliveryDestination(name=name, channel=channel, policy=CHANNEL_POLICY)
         for name, channel in delivery_channels(settings).items()

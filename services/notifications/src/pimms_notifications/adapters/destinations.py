@@ -43,7 +43,7 @@ CHANNEL_POLICY = RetryPolicy(
 
 FILE_POLICY = dataclasses.replace(CHANNEL_POLICY, concurrency=64)
 """Message files: a round of up to 256 (four times the concurrency) is written by one thread hop
-and made durable by one sync of the file system (`RoundDeliveryDestination`)."""
+and made durable by one sync of the file system (`BatchDeliveryDestination`)."""
 
 # Errors that retrying cannot fix: the channel is misconfigured for this message.
 _PERMANENT_ERRNOS = frozenset(
@@ -145,7 +145,7 @@ class DeliveryDestination:
             await close()
 
 
-class RoundChannel(DeliveryChannel, Protocol):
+class BatchChannel(DeliveryChannel, Protocol):
     """A channel that delivers a round at once (the message files)."""
 
     async def deliver_many(
@@ -159,16 +159,16 @@ class RoundChannel(DeliveryChannel, Protocol):
         ...
 
 
-class RoundDeliveryDestination(DeliveryDestination):
-    """A round channel as an effect destination: the dispatcher hands it a whole round."""
+class BatchDeliveryDestination(DeliveryDestination):
+    """A batch channel as an effect destination: the dispatcher hands it a whole round."""
 
     def __init__(
-        self, *, name: NotificationChannel, channel: RoundChannel, policy: RetryPolicy = FILE_POLICY
+        self, *, name: NotificationChannel, channel: BatchChannel, policy: RetryPolicy = FILE_POLICY
     ) -> None:
         super().__init__(name=name, channel=channel, policy=policy)
-        self.round_channel = channel
+        self.batch_channel = channel
 
-    async def deliver_round(self, batch: Sequence[Effect]) -> list[DeliveryResult]:
+    async def deliver_batch(self, batch: Sequence[Effect]) -> list[DeliveryResult]:
         """Deliver the round's messages together; a payload that is not a message fails alone."""
         results: list[DeliveryResult | None] = []
         messages: list[OutgoingMessage] = []
@@ -178,14 +178,14 @@ class RoundDeliveryDestination(DeliveryDestination):
                 results.append(None)
             except ValueError as exc:
                 results.append(Failed(reason=str(exc)))
-        delivered = iter(await self.round_channel.deliver_many(messages) if messages else ())
+        delivered = iter(await self.batch_channel.deliver_many(messages) if messages else ())
         return [
             result if result is not None else effect_result(next(delivered)) for result in results
         ]
 
     async def aclose(self) -> None:
         """Let the channel's thread go."""
-        self.round_channel.close()
+        self.batch_channel.close()
 
 
 class ChannelDestination:
