@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -25,7 +25,7 @@ from pimms_servicekit.effects import (
 from pimms_servicekit.hooks import Hook, Hooks, Outcome
 from pimms_servicekit.pipeline import BatchPipeline
 from pimms_servicekit.routing import Handlers
-from pimms_servicekit.tables import effects, kit_metadata
+from pimms_servicekit.tables import effects
 from pimms_servicekit.unit_of_work import UnitOfWork
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,15 +70,6 @@ class Blocking:
         self.started.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    async with db.engine.begin() as connection:
-        await connection.run_sync(kit_metadata.create_all)
-    yield db
-    await db.dispose()
 
 
 @pytest.fixture

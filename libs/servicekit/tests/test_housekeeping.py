@@ -5,7 +5,7 @@ hook hears of it (time moved by a ManualClock)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from pimms_servicekit.parking import ExpiredParking
 from pimms_servicekit.pipeline import BatchPipeline
 from pimms_servicekit.routing import Decoded, Handlers
 from pimms_servicekit.settings import SettingsError
-from pimms_servicekit.tables import effects, inbox, kit_metadata, outbox, parked
+from pimms_servicekit.tables import effects, inbox, outbox, parked
 from pimms_servicekit.unit_of_work import UnitOfWork
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -62,15 +62,6 @@ def report(case: str, *, offset: int) -> Incoming:
         headers=(("ce_id", f"report-{case}".encode()), ("x-partner", b"edf")),
         timestamp_ms=0,
     )
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    async with db.engine.begin() as connection:
-        await connection.run_sync(kit_metadata.create_all)
-    yield db
-    await db.dispose()
 
 
 @pytest.fixture

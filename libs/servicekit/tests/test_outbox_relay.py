@@ -4,14 +4,14 @@ cap, rows before a restart) are read from the outbox table, in id order."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from pimms_servicekit import outbox as outbox_module
 from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.db import Database
 from pimms_servicekit.outbox import OutboxBuffer, OutboxRelay, Outgoing, Pending
-from pimms_servicekit.tables import kit_metadata, outbox
+from pimms_servicekit.tables import outbox
 from sqlalchemy import delete, event, select
 
 
@@ -22,15 +22,6 @@ class Collect:
     async def send(self, messages: Sequence[Outgoing]) -> tuple[int, BaseException | None]:
         self.sent.extend(messages)
         return len(messages), None
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url)
-    async with db.engine.begin() as connection:
-        await connection.run_sync(kit_metadata.create_all)
-    yield db
-    await db.dispose()
 
 
 async def commit(database: Database, *values: bytes, flushes: int = 1) -> list[Pending]:
