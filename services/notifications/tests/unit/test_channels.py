@@ -232,3 +232,40 @@ async def test_without_syncfs_each_file_of_a_round_is_synced_on_its_own(
     assert results == [Delivered()] * 3
     assert len(fsyncs) == 6  # each file and its folder
     assert len(files_in(tmp_path)) == 3
+
+
+def test_writers_on_threads_with_loops_of_their_own_never_share_a_pending_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blocking channel sends on worker threads, each running its own event loop: a sync
+    pending on one loop cannot be awaited from another (it raised RuntimeError, and the message
+    waited for a retry)."""
+    import asyncio
+    import threading
+
+    from pimms_notifications.channels import files
+
+    monkeypatch.setattr(files, "_SYNCFS", files._SYNCFS or (lambda fd: 0))
+    monkeypatch.setattr(files, "_sync_file_system", lambda directory: None)
+    groups: list[object] = []
+    errors: list[BaseException] = []
+
+    def writer(index: int) -> None:
+        async def write() -> None:
+            groups.append(files._group())
+            await files.write_file(tmp_path / f"{index}.txt", b"x")
+
+        try:
+            asyncio.run(write())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert errors == []
+    assert len({id(g) for g in groups}) == 4
+    assert files._GROUP not in groups
+    assert len(files_in(tmp_path)) == 4

@@ -13,6 +13,8 @@ import errno
 import os
 import sys
 import tempfile
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email import policy
@@ -141,15 +143,31 @@ class GroupSync:
 
 
 _GROUP = GroupSync()
+# A blocking channel runs `send` on worker threads, each with an event loop of its own: a pending
+# sync belongs to one loop, so each of those loops groups its own writers.
+_GROUPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupSync] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _group() -> GroupSync:
+    loop = asyncio.get_running_loop()
+    if threading.current_thread() is threading.main_thread():
+        return _GROUP
+    group = _GROUPS.get(loop)
+    if group is None:
+        group = _GROUPS[loop] = GroupSync()
+    return group
 
 
 async def write_file(path: Path, data: bytes) -> None:
     """Write a message file durably, off the event loop (see `GroupSync`)."""
-    if not _GROUP.grouped:
+    group = _group()
+    if not group.grouped:
         await asyncio.to_thread(write_atomically, path, data)
         return
     await asyncio.to_thread(write_atomically, path, data, sync=False)
-    await _GROUP.sync(path.parent)
+    await group.sync(path.parent)
 
 
 async def deliver_file(path: Path, data: bytes) -> DeliveryResult:
