@@ -60,11 +60,15 @@ class OutboxBuffer:
         self.source = source
         self.clock = clock
         self.rows: list[dict[str, Any]] = []
-        self.written = 0  # rows inserted by this unit of work (the relay is woken only then)
         # The rows inserted, as the relay will publish them: handed to it after the commit, so
         # that it does not read back what was just written (see `OutboxRelay.offer`).
         self.flushed: list[Pending] = []
         self._headers: list[Headers] = []
+
+    @property
+    def written(self) -> int:
+        """Rows inserted by this unit of work (the relay is woken only then)."""
+        return len(self.flushed)
 
     def event(
         self,
@@ -157,7 +161,6 @@ class OutboxBuffer:
             )
             for row_id, row, row_headers in zip(ids, rows, headers, strict=True)
         )
-        self.written += count
         return count
 
 
@@ -373,16 +376,14 @@ class OutboxRelay:
                     .where(outbox.c.id.in_(ids[start : start + 500]))
                     .values(sent_at=now)
                 )
-            hooked = [r for r in rows if r.on_sent]
+            sent = Outcome(delivered=True, at=now)
+            hooked = [(HookCall.from_json(r.on_sent), sent) for r in rows if r.on_sent]
             if not hooked:
                 return
             if self.make_uow is None:
                 raise RuntimeError("outbox rows name hooks but the relay has no unit of work")
             uow = self.make_uow(session)
-            sent = Outcome(delivered=True, at=now)
-            await self.hooks.run_round(
-                [(HookCall.from_json(r.on_sent), sent) for r in hooked if r.on_sent], uow
-            )
+            await self.hooks.run_round(hooked, uow)
             follow_ups = len(uow.outbox.rows)
             await uow.flush()
         uow.committed()

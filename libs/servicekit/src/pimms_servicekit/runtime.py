@@ -280,9 +280,7 @@ class ServiceRuntime(Generic[R]):
         """Wake the relay and the dispatchers that have new rows (no empty claims: each one is
         a transaction)."""
         if uow.outbox.flushed:
-            self.relay.offer(uow.outbox.flushed)
-        if uow.outbox.written:
-            self.relay.notify()
+            self.relay.offer(uow.outbox.flushed)  # and wakes it
         for name in uow.effects.destinations:
             dispatcher = self.dispatchers.get(name)
             if dispatcher is not None:
