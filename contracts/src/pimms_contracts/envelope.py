@@ -59,13 +59,7 @@ class Envelope(FrozenModel):
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[str, bytes]]) -> Envelope:
         """Read the attributes back; raise EnvelopeError naming what is missing or wrong."""
-        found: dict[str, str | None] = {}
-        for name, value in headers:
-            try:
-                found[name] = value.decode()
-            except UnicodeDecodeError:
-                found[name] = None
-        return cls.from_texts(found)
+        return cls.from_texts(header_texts(headers))
 
     @classmethod
     def from_texts(cls, found: Mapping[str, str | None]) -> Envelope:
@@ -94,6 +88,17 @@ class Envelope(FrozenModel):
         except ValidationError as exc:
             fields = ", ".join(str(e["loc"][0]) for e in exc.errors() if e["loc"])
             raise EnvelopeError(f"invalid CloudEvents attribute(s): {fields}") from None
+
+
+def header_texts(headers: Iterable[tuple[str, bytes]]) -> dict[str, str | None]:
+    """Headers as text: the last of repeated ones wins, None for one that is not UTF-8."""
+    texts: dict[str, str | None] = {}
+    for name, value in headers:
+        try:
+            texts[name] = value.decode()
+        except UnicodeDecodeError:
+            texts[name] = None
+    return texts
 
 
 def format_time(value: datetime) -> str:

@@ -18,6 +18,7 @@ from pimms_contracts.envelope import (
     Envelope,
     EnvelopeError,
     Headers,
+    header_texts,
 )
 from pydantic import ValidationError
 
@@ -59,12 +60,7 @@ class Incoming:
         """Every header as text (last one wins; None when not UTF-8), decoded once."""
         texts = self._texts
         if texts is None:
-            texts = {}
-            for header_name, value in self.headers:
-                try:
-                    texts[header_name] = value.decode()
-                except UnicodeDecodeError:
-                    texts[header_name] = None
+            texts = header_texts(self.headers)
             object.__setattr__(self, "_texts", texts)
         return texts
 
