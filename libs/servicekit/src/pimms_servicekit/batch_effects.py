@@ -2,9 +2,9 @@
 
 A `BatchDestination` (in `effects`) is a `Destination` that also has `deliver_batch(effects)`:
 every effect due now is handed over in one call (ordered by id) and one result comes back per
-effect. Rows, leases,
-retries and hooks are the `EffectDispatcher`'s, unchanged: a crash after the delivery and before
-its recording delivers the same effects again after the lease (receivers deduplicate by key).
+effect. Rows, leases, retries and hooks are the `EffectDispatcher`'s, unchanged: a crash after
+the delivery and before its recording delivers the same effects again after the lease
+(receivers deduplicate by key).
 
     runtime.deliver_to(destination)            # registers a per-effect dispatcher, then:
     deliver_batches_to(runtime, destination)   # replaces it by a batch dispatcher
