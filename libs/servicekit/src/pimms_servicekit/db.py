@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -22,6 +23,9 @@ from sqlalchemy.ext.asyncio import (
 # One advisory-lock key per purpose, so that several instances of a service cooperate on PostgreSQL.
 MIGRATION_LOCK = 7_391_001
 RELAY_LOCK = 7_391_002
+
+PREPARED_STATEMENTS = 1000  # per PostgreSQL connection
+_READ_ONLY = "pimms_read_only"  # execution option of `Database.reading()` connections
 
 
 class Database:
@@ -36,7 +40,15 @@ class Database:
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
             options["connect_args"] = {"timeout": 30}
         else:
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No ping before each checkout (it was one more round trip per transaction). A
+            # connection found dead on use raises a transient error (`connection_invalidated`):
+            # the batch is retried, and SQLAlchemy has already dropped every older connection
+            # of the pool, so the retry starts on a fresh one.
+            options.update(pool_size=pool_size, max_overflow=pool_size)
+            # Each length of an `IN (...)` list is its own statement text, so its own prepared
+            # statement: 100 (the default) was too few for a service's statements times the
+            # batch sizes seen, and a miss costs a Parse round trip and a plan on the server.
+            options["connect_args"] = {"prepared_statement_cache_size": PREPARED_STATEMENTS}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             _sqlite_transactions(self.engine)
@@ -47,6 +59,27 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads that need no transaction of their own: no BEGIN and ROLLBACK
+        round trips on PostgreSQL, and no write lock on SQLite (a plain deferred BEGIN)."""
+        async with self.engine.connect() as connection:
+            if self.is_sqlite:
+                yield await connection.execution_options(**{_READ_ONLY: True})
+            else:
+                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    @asynccontextmanager
+    async def single_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one statement that is atomic by itself: autocommit on PostgreSQL
+        (no BEGIN and COMMIT round trips), an ordinary write transaction on SQLite."""
+        if self.is_sqlite:
+            async with self.engine.begin() as connection:
+                yield connection
+        else:
+            async with self.engine.connect() as connection:
+                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
     async def migrate(self, migrations_dir: Path) -> None:
         """Bring the schema to the latest revision (one instance at a time on PostgreSQL)."""
@@ -103,7 +136,8 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 async def wait_for_database(database: Database, *, attempts: int = 30, delay: float = 1.0) -> None:

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 log = get_logger("pimms.effects")
 
+_INSERT = insert(effects)  # built once (see inbox)
+
 
 @dataclass(frozen=True, slots=True)
 class Effect:
@@ -166,7 +168,7 @@ class EffectBuffer:
         """Insert the queued rows; return how many."""
         count = len(self.rows)
         if self.rows:
-            await session.execute(insert(effects), self.rows)
+            await session.execute(_INSERT, self.rows)
             self.destinations.update(row["destination"] for row in self.rows)
             self.rows = []
         return count

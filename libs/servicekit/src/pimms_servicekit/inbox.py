@@ -12,13 +12,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit.storage import storable_id, storable_text
 from pimms_servicekit.tables import inbox
 
 DEAD_LETTERED = "dead_lettered"
+
+# Built once: building a statement and its cache key costs more than running it (about 0.2 ms
+# of CPU each time on the reference machine, for every batch).
+_SEEN = select(inbox.c.message_id, inbox.c.outcome).where(
+    inbox.c.consumer == bindparam("consumer"),
+    inbox.c.message_id.in_(bindparam("ids", expanding=True)),
+)
+_INSERT = insert(inbox)
 
 
 @dataclass
@@ -35,10 +43,7 @@ class InboxBatch:
         ids = sorted({storable_id(m) for m in message_ids})
         for start in range(0, len(ids), 500):
             rows = await session.execute(
-                select(inbox.c.message_id, inbox.c.outcome).where(
-                    inbox.c.consumer == self.consumer,
-                    inbox.c.message_id.in_(ids[start : start + 500]),
-                )
+                _SEEN, {"consumer": self.consumer, "ids": ids[start : start + 500]}
             )
             known.update({r.message_id: r.outcome for r in rows})
         return known
@@ -73,7 +78,7 @@ class InboxBatch:
     async def flush(self, session: AsyncSession) -> None:
         """Write the rows."""
         if self.new:
-            await session.execute(insert(inbox), self.new)
+            await session.execute(_INSERT, self.new)
         for row in self.updates:
             await session.execute(
                 update(inbox)

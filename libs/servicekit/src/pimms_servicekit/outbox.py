@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pimms_contracts.base import Event
 from pimms_contracts.envelope import Envelope, Headers
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from pimms_servicekit.clock import Clock
@@ -164,6 +164,25 @@ class OutboxBuffer:
         return count
 
 
+_INSERT = insert(outbox)
+_INSERT_RETURNING_IDS = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
+_LARGEST_ID = select(func.max(outbox.c.id))
+_PENDING_IDS = (
+    select(outbox.c.id)
+    .where(outbox.c.sent_at.is_(None))
+    .order_by(outbox.c.id)
+    .limit(bindparam("limit"))
+)
+_ROWS = select(
+    outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value, outbox.c.headers, outbox.c.on_sent
+).where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+_MARK_SENT = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(sent_at=bindparam("now"))
+)
+
+
 async def _insert_returning_ids(session: AsyncSession, rows: list[dict[str, Any]]) -> Sequence[int]:
     """Insert outbox rows; their ids, in order.
 
@@ -173,12 +192,10 @@ async def _insert_returning_ids(session: AsyncSession, rows: list[dict[str, Any]
     return them in order)."""
     bind = session.bind
     if bind is not None and bind.dialect.name == "sqlite":
-        largest = (await session.execute(select(func.max(outbox.c.id)))).scalar() or 0
-        await session.execute(insert(outbox), rows)
+        largest = (await session.execute(_LARGEST_ID)).scalar() or 0
+        await session.execute(_INSERT, rows)
         return range(largest + 1, largest + 1 + len(rows))
-    result = await session.execute(
-        insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), rows
-    )
+    result = await session.execute(_INSERT_RETURNING_IDS, rows)
     return list(result.scalars())
 
 
@@ -315,16 +332,9 @@ class OutboxRelay:
     async def _pending_rows(self) -> list[Pending]:
         """The next pending rows in id order (so in order per key): their ids from the index,
         their content from what this process committed, else from the database."""
-        async with self.database.sessions() as session:
+        async with self.database.reading() as connection:
             ids = list(
-                (
-                    await session.execute(
-                        select(outbox.c.id)
-                        .where(outbox.c.sent_at.is_(None))
-                        .order_by(outbox.c.id)
-                        .limit(self.batch_size)
-                    )
-                ).scalars()
+                (await connection.execute(_PENDING_IDS, {"limit": self.batch_size})).scalars()
             )
             if not ids:
                 return []
@@ -337,16 +347,7 @@ class OutboxRelay:
             missing = [i for i in ids if i not in committed]
             found: dict[int, Pending] = {}
             for start in range(0, len(missing), 500):
-                result = await session.execute(
-                    select(
-                        outbox.c.id,
-                        outbox.c.topic,
-                        outbox.c.key,
-                        outbox.c.value,
-                        outbox.c.headers,
-                        outbox.c.on_sent,
-                    ).where(outbox.c.id.in_(missing[start : start + 500]))
-                )
+                result = await connection.execute(_ROWS, {"ids": missing[start : start + 500]})
                 for r in result:
                     found[r.id] = Pending(
                         message=Outgoing(
@@ -368,14 +369,17 @@ class OutboxRelay:
 
     async def _mark_sent(self, rows: Sequence[Pending]) -> None:
         now = self.clock.now()
+        if len(rows) <= 500 and not any(r.on_sent for r in rows):
+            # The common round: one UPDATE, atomic by itself (no BEGIN/COMMIT round trips).
+            async with self.database.single_statement() as connection:
+                await connection.execute(
+                    _MARK_SENT, {"ids": [r.message.id for r in rows], "now": now}
+                )
+            return
         async with self.database.transaction() as session:
             ids = [r.message.id for r in rows]
             for start in range(0, len(ids), 500):
-                await session.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(ids[start : start + 500]))
-                    .values(sent_at=now)
-                )
+                await session.execute(_MARK_SENT, {"ids": ids[start : start + 500], "now": now})
             sent = Outcome(delivered=True, at=now)
             hooked = [(HookCall.from_json(r.on_sent), sent) for r in rows if r.on_sent]
             if not hooked:

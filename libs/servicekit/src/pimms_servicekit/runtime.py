@@ -182,9 +182,9 @@ class ServiceRuntime(Generic[R]):
 
     async def _outbox_backlog(self) -> int | None:
         try:
-            async with self.database.sessions() as session:
+            async with self.database.reading() as connection:
                 row = (
-                    await session.execute(
+                    await connection.execute(
                         select(func.count(), func.min(outbox.c.created_at)).where(
                             outbox.c.sent_at.is_(None)
                         )
