@@ -48,6 +48,7 @@ from benchkit.observe import (
     ProcessWatch,
     own_cpu_seconds,
     own_rss_peak_mb,
+    speed_probe,
 )
 from benchkit.relay import run_baseline
 from benchkit.stats import flow, latency_summary, per_second, ratio
@@ -94,6 +95,7 @@ async def bench(arguments: argparse.Namespace) -> dict[str, Any]:
             "partner_answers": not arguments.no_partner,
             "cpus": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
+            "speed_probe_s": speed_probe(),
             "data_dir": str(data_dir),
             "complete": False,
         }

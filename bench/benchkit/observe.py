@@ -46,6 +46,25 @@ def rss_peak_mb(pid: int) -> float | None:
     return None
 
 
+SPEED_PROBE_STEPS = 2_000_000
+
+
+def speed_probe(rounds: int = 5) -> float:
+    """CPU seconds of a fixed pure-Python loop, the best of a few rounds: how fast this
+    machine's cores are today.
+
+    This virtual machine's speed changes from one day to the next by up to twice, and from one
+    second to the next by a third: figures of two runs compare only next to their probes."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.process_time()
+        total = 0
+        for step in range(SPEED_PROBE_STEPS):
+            total += step
+        best = min(best, time.process_time() - started)
+    return round(best, 3)
+
+
 def own_cpu_seconds() -> float:
     """CPU time of this (bench) process."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

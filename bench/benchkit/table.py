@@ -70,7 +70,8 @@ def render(result: dict[str, Any]) -> str:
     )
     out: list[str] = [
         f"PIMMS end-to-end bench: {cell(run['needs'])} needs, {run['database']}, {mode}",
-        f"machine: {run.get('cpus')} CPUs, load average at start {run.get('load_average')}; "
+        f"machine: {run.get('cpus')} CPUs, load average at start {run.get('load_average')}, "
+        f"speed probe {cell(run.get('speed_probe_s'))} s (lower is faster); "
         f"services ready after {cell(platform.get('ready_s'))} s"
         + ("" if run.get("complete", True) else "  ** INCOMPLETE **"),
         *(f"  ** {failure} **" for failure in run.get("failures", [])),

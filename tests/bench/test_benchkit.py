@@ -75,6 +75,7 @@ def test_render_shows_every_section() -> None:
             "database": "postgresql",
             "cpus": 2,
             "load_average": [1.0, 1.0, 1.0],
+            "speed_probe_s": 0.61,
             "complete": True,
         },
         "load": {"published": 6000, "publish_seconds": 60.0, "in_per_s": 100.0},
@@ -109,6 +110,7 @@ def test_render_shows_every_section() -> None:
     text = render(result)
     assert "6,000 needs, postgresql, steady 100.0 needs/s for 60.0 s" in text
     assert "baseline relay (3 hops)" in text
+    assert "speed probe 0.61 s (lower is faster)" in text
     assert "platform / baseline: flowing 0.0100 (1.0 %), overall 0.0250 (2.5 %)" in text
     assert "need ce_time -> partner message" in text
     assert "partner feed per second: at most 60, messages in 2 of 4 seconds" in text
