@@ -4,6 +4,7 @@ inbox deduplication, dead letters, isolation of a poison message, retries, parki
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
@@ -464,3 +465,31 @@ def test_stored_headers_keep_the_exact_bytes_and_rows_of_the_old_format_still_re
     assert headers_from_json(json.loads(json.dumps(stored))) == headers
     old_rows = [["ce_id", base64.b64encode(b"3f6c").decode()]]
     assert headers_from_json(old_rows) == [("ce_id", b"3f6c")]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [{"id": "a", "case": "c1"}],
+        [{"id": "p", "case": "c2", "needs": "profile"}],
+        [{"id": "p", "case": "c2", "needs": "profile"}, {"id": "b", "case": "c2", "profile": True}],
+        [b"not json"],
+    ],
+)
+async def test_a_batch_leaves_no_reference_cycle(
+    pipeline: BatchPipeline[NoteRepos], values: list[Any]
+) -> None:
+    """Once committed, a batch's unit of work is freed at once: a cycle through it kept every
+    batch's rows and events until a full collection, which a long backlog hardly ever gets
+    (RSS grew by about 5 MB per 10,000 needs)."""
+    await pipeline.process_incoming([record({"id": "warm-up"}, offset=0)])
+    gc.collect()
+    gc.disable()
+    try:
+        await pipeline.process_incoming(
+            [record(value, offset=n) for n, value in enumerate(values, start=1)]
+        )
+        alive = [o for o in gc.get_objects() if isinstance(o, UnitOfWork)]
+    finally:
+        gc.enable()
+    assert alive == []

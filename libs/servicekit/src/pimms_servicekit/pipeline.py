@@ -116,7 +116,7 @@ class BatchPipeline(Generic[R]):
             clock=self.clock,
             insert_aliases=self._insert_aliases,
         )
-        uow.set_replayer(lambda incoming: self._replay(incoming, uow))
+        uow.set_replayer(self._replay)
         return uow
 
     async def process(self, records: Sequence[Any]) -> None:
@@ -258,7 +258,11 @@ class BatchPipeline(Generic[R]):
         try:
             return decoder(incoming)
         except BadMessage as bad:
-            return bad
+            # Kept as the message's meaning until the commit: without the tracebacks (its own
+            # and its cause's), which hold this batch's frames and so made a reference cycle
+            # through the whole batch. Its reason and error say everything dead letters need.
+            bad.__cause__ = bad.__context__ = None
+            return bad.with_traceback(None)
 
     async def _prefetch(self, uow: UnitOfWork[R], meanings: Sequence[Meaning]) -> None:
         prefetch = getattr(uow.repos, "prefetch", None)

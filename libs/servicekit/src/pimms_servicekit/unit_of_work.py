@@ -66,7 +66,10 @@ class _Frame:
         return self.incoming.message_id if self.incoming is not None else self.causation_id
 
 
-Replayer = Callable[[Incoming], Awaitable[None]]
+# Given the unit of work rather than closing over it: a closure kept on the unit of work made a
+# reference cycle, so every batch's objects waited for a full collection (RSS grew by about
+# 5 MB per 10,000 needs on a long backlog).
+Replayer = Callable[[Incoming, "UnitOfWork[Any]"], Awaitable[None]]
 
 
 class UnitOfWork(Generic[R]):
@@ -237,7 +240,7 @@ class UnitOfWork(Generic[R]):
             raise RuntimeError("this unit of work cannot replay parked messages")
         for message in messages:
             assert self._replayer is not None
-            await self._replayer(message)
+            await self._replayer(message, self)
         return len(messages)
 
     def alias(self, alias: str) -> None:
