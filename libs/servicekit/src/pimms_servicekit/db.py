@@ -64,22 +64,18 @@ class Database:
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads that need no transaction of their own: no BEGIN and ROLLBACK
         round trips on PostgreSQL, and no write lock on SQLite (a plain deferred BEGIN)."""
+        options = {_READ_ONLY: True} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}
         async with self.engine.connect() as connection:
-            if self.is_sqlite:
-                yield await connection.execution_options(**{_READ_ONLY: True})
-            else:
-                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield await connection.execution_options(**options)
 
     @asynccontextmanager
     async def single_statement(self) -> AsyncIterator[AsyncConnection]:
         """A connection for one statement that is atomic by itself: autocommit on PostgreSQL
-        (no BEGIN and COMMIT round trips), an ordinary write transaction on SQLite."""
-        if self.is_sqlite:
-            async with self.engine.begin() as connection:
-                yield connection
-        else:
-            async with self.engine.connect() as connection:
-                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+        (no BEGIN and COMMIT round trips, as `reading`), an ordinary write transaction on
+        SQLite."""
+        connect = self.engine.begin if self.is_sqlite else self.reading
+        async with connect() as connection:
+            yield connection
 
     async def migrate(self, migrations_dir: Path) -> None:
         """Bring the schema to the latest revision (one instance at a time on PostgreSQL)."""
