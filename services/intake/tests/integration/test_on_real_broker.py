@@ -98,7 +98,13 @@ async def test_needs_are_answered_through_kafka_and_bad_ones_do_not_block(
         ]
         assert len(accepted_good) == 2
         assert accepted_good[0] == accepted_good[1]
-        opened = [r for r in watcher.of(topics.INTAKE_CASES) if r.json["submission_id"] in ours]
+
+        def opened_for_us() -> list:
+            return [r for r in watcher.of(topics.INTAKE_CASES) if r.json["submission_id"] in ours]
+
+        # the answers and the cases are two topics: one may be read before the other
+        await watcher.wait_for(lambda _: len(opened_for_us()) >= 2, what="2 cases opened")
+        opened = opened_for_us()
         assert len(opened) == 2  # good and behind, once each
 
         def our_dead_letters() -> list:

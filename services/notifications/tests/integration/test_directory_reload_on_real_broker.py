@@ -23,6 +23,7 @@ from pimms_contracts.v1.frontoffice import ContactConsent
 from pimms_contracts.v1.internal import IntakeCaseOpened, SharedNeed, SharedVisitor
 from pimms_contracts.v1.lifecycle import ReferralCompleted
 from pimms_notifications.app import build_runtime, partner_directory
+from pimms_notifications.channels.files import is_message_file
 from pimms_notifications.settings import NotificationsSettings
 from pimms_servicekit.clock import SteeredClock
 from pimms_servicekit.testing import KafkaEndpoint, event_message, produce
@@ -120,7 +121,10 @@ async def test_the_operator_name_follows_the_file_of_the_running_service(
         )
 
         def new_files() -> list[Path]:
-            return [p for p in sms_folder.glob("*") if p not in seen] if sms_folder.exists() else []
+            if not sms_folder.exists():
+                return []
+            # a file still being written has a temporary name: only finished ones count
+            return [p for p in sms_folder.glob("*") if is_message_file(p) and p not in seen]
 
         await until(lambda: len(new_files()) == 1, f"the SMS of case {number}")
         [new] = new_files()

@@ -56,6 +56,7 @@ from pimms_notifications.app import (
 )
 from pimms_notifications.channels import OutgoingMessage
 from pimms_notifications.channels.brevo import SmsDeliveryReport
+from pimms_notifications.channels.files import is_message_file
 from pimms_notifications.settings import NotificationsSettings
 from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.effects import Destination
@@ -228,7 +229,7 @@ class Platform:
 
     def files(self, channel: str) -> list[Path]:
         folder = self.data_dir / "notifications" / channel
-        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+        return sorted(p for p in folder.rglob("*") if is_message_file(p)) if folder.exists() else []
 
     def sent(self) -> list[dict[str, Any]]:
         return [e for t, e in self.events if t == "fr.pimms.notification.sent.v1"]

@@ -14,6 +14,7 @@ from pimms_notifications.channels.files import (
     FileEmailChannel,
     FileMediatorInbox,
     FileSmsChannel,
+    is_message_file,
     safe_segment,
 )
 
@@ -34,7 +35,7 @@ def message(**changes: object) -> OutgoingMessage:
 
 
 def files_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    return sorted(p for p in folder.rglob("*") if is_message_file(p))
 
 
 async def test_an_sms_is_a_text_file_addressed_to_the_phone(tmp_path: Path) -> None:
@@ -269,3 +270,10 @@ def test_writers_on_threads_with_loops_of_their_own_never_share_a_pending_sync(
     assert len({id(g) for g in groups}) == 4
     assert files._GROUP not in groups
     assert len(files_in(tmp_path)) == 4
+
+
+def test_a_message_still_being_written_is_not_a_delivered_file(tmp_path: Path) -> None:
+    (tmp_path / "33612345678-1.txt").write_text("done", encoding="utf-8")
+    (tmp_path / ".tmpx1y2.tmp").write_text("half", encoding="utf-8")
+    (tmp_path / "folder").mkdir()
+    assert files_in(tmp_path) == [tmp_path / "33612345678-1.txt"]

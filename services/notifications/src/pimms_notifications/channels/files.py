@@ -31,6 +31,14 @@ from pimms_notifications.channels import (
 )
 from pimms_notifications.channels.email_message import message_id_for
 
+TEMPORARY_PREFIX = "."
+
+
+def is_message_file(path: Path) -> bool:
+    """A delivered message, not one still being written (its temporary name starts with a dot:
+    folder readers, the tests among them, skip it as they skip any hidden file)."""
+    return path.is_file() and not path.name.startswith(TEMPORARY_PREFIX)
+
 
 def write_atomically(
     path: Path, data: bytes, *, sync: bool = True, folder_exists: bool = False
@@ -39,7 +47,9 @@ def write_atomically(
     `sync`, fsync the file and the folder (without, the caller makes it durable: `GroupSync`)."""
     if not folder_exists:
         path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=".tmp"
+    )
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
