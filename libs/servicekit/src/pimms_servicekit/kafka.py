@@ -87,6 +87,8 @@ def subscriber_options(settings: ServiceSettings) -> dict[str, Any]:
         "session_timeout_ms": settings.kafka_session_timeout_ms,
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms,
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "fetch_max_bytes": settings.kafka_fetch_max_bytes,
+        "max_partition_fetch_bytes": settings.kafka_fetch_max_bytes,
         "max_records": settings.batch_max_records,
         "batch_timeout_ms": settings.batch_timeout_ms,
         "max_poll_interval_ms": 10 * 60 * 1000,

@@ -68,6 +68,15 @@ class ServiceSettings(BaseSettings):
         ge=0,
         validation_alias=AliasChoices("KAFKA_FETCH_MAX_WAIT_MS", "kafka_fetch_max_wait_ms"),
     )
+    # The most a fetch brings back (all partitions for Apache Kafka; each partition for Tansu,
+    # which ignores the per-partition limit). Fetched records wait in the consumer's memory until
+    # their batch: with aiokafka's 50 MB, Tansu answered 5 MB per partition, 40 MB for a service
+    # reading two topics, so a backlog showed as RSS. A batch is at most 500 records (~0.6 MB).
+    kafka_fetch_max_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        validation_alias=AliasChoices("KAFKA_FETCH_MAX_BYTES", "kafka_fetch_max_bytes"),
+    )
     kafka_topic_partitions: int = Field(
         default=4,
         ge=1,
