@@ -1,5 +1,5 @@
 """The database's connection kinds: write transactions, reads without one, single statements,
-and what happens when the server drops a pooled connection."""
+what happens when the server drops a pooled connection, and IN lists of a few lengths."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from pimms_servicekit.db import Database
+from pimms_servicekit.db import IN_LIST_MAX, Database, in_chunks, padded
 from pimms_servicekit.errors import is_transient
+from pimms_servicekit.inbox import InboxBatch
 from pimms_servicekit.tables import outbox
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import event, func, insert, select, text, update
 
 
 def _row(topic: str) -> dict[str, object]:
@@ -83,3 +84,57 @@ async def test_a_dropped_connection_fails_once_as_transient_then_the_pool_is_fre
             errors.append(exc)
     assert len(errors) == 1, errors
     assert is_transient(errors[0]), repr(errors[0])
+
+
+@pytest.mark.parametrize(
+    ("length", "padded_to"), [(0, 0), (1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (300, 512)]
+)
+def test_an_in_list_is_padded_to_a_power_of_two_with_its_last_value(
+    length: int, padded_to: int
+) -> None:
+    values = [f"id-{i}" for i in range(length)]
+    result = padded(values)
+    assert len(result) == padded_to
+    assert result[:length] == values
+    assert set(result) == set(values)  # what IN matches is unchanged
+
+
+def test_in_chunks_cut_at_the_limit_and_pad_each_chunk() -> None:
+    chunks = list(in_chunks(list(range(IN_LIST_MAX * 2 + 3))))
+    assert [len(c) for c in chunks] == [512, 512, 4]
+    assert sorted(set().union(*chunks)) == list(range(IN_LIST_MAX * 2 + 3))
+
+
+async def test_lists_of_every_length_make_a_few_statement_texts(database: Database) -> None:
+    """Each text is a prepared statement in every connection's cache (SQLite's and asyncpg's):
+    forty lengths of the inbox's IN list make seven texts, and the same answers."""
+    inbox = InboxBatch(consumer="c")
+    async with database.transaction() as session:
+        for i in range(0, 40, 3):
+            inbox.record(
+                message_id=f"m{i}",
+                topic="t",
+                partition=0,
+                offset=i,
+                outcome="handled",
+                event_type=None,
+                case_id=None,
+                at=datetime.now(UTC),
+            )
+        await inbox.flush(session)
+    texts: set[str] = set()
+
+    def seen_text(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "kit_inbox" in statement and statement.lstrip().upper().startswith("SELECT"):
+            texts.add(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen_text)
+    try:
+        async with database.transaction() as session:
+            for length in range(1, 41):
+                ids = [f"m{i}" for i in range(length)]
+                found = await InboxBatch(consumer="c").seen(session, ids)
+                assert sorted(found) == sorted(f"m{i}" for i in range(0, length, 3))
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", seen_text)
+    assert len(texts) == 7  # 1, 2, 4, 8, 16, 32 and 64 values

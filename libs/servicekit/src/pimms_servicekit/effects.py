@@ -26,6 +26,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit.clock import Clock
+from pimms_servicekit.db import padded
 from pimms_servicekit.errors import is_transient
 from pimms_servicekit.hooks import HookCall, Hooks, Outcome
 from pimms_servicekit.logging import get_logger, scrub_text
@@ -372,7 +373,7 @@ class EffectDispatcher:
             # The lease: another instance (or this one after a crash) takes it back when it ends.
             await session.execute(
                 update(effects)
-                .where(effects.c.id.in_([r.id for r in rows]))
+                .where(effects.c.id.in_(padded([r.id for r in rows])))
                 .values(next_attempt_at=now + self.lease)
             )
         return [
@@ -397,7 +398,7 @@ class EffectDispatcher:
                 r.id: r.hook
                 for r in await session.execute(
                     select(effects.c.id, effects.c.hook).where(
-                        effects.c.id.in_([e.id for e, _ in results])
+                        effects.c.id.in_(padded([e.id for e, _ in results]))
                     )
                 )
             }

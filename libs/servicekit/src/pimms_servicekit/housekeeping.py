@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, Table, delete, select, tuple_
 
 from pimms_servicekit import parking
 from pimms_servicekit.clock import Clock
-from pimms_servicekit.db import Database
+from pimms_servicekit.db import Database, padded
 from pimms_servicekit.errors import is_transient
 from pimms_servicekit.logging import get_logger
 from pimms_servicekit.parking import ExpiredHook
@@ -142,8 +142,8 @@ async def purge(database: Database, *, retention: Retention, now: datetime) -> P
 
 def _among(keys: list[Any], rows: Sequence[Any]) -> ColumnElement[bool]:
     if len(keys) == 1:
-        return keys[0].in_([r[0] for r in rows])  # type: ignore[no-any-return]
-    return tuple_(*keys).in_([tuple(r) for r in rows])
+        return keys[0].in_(padded([r[0] for r in rows]))  # type: ignore[no-any-return]
+    return tuple_(*keys).in_(padded([tuple(r) for r in rows]))
 
 
 class Housekeeper:

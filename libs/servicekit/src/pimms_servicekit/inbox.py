@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pimms_servicekit.db import in_chunks
 from pimms_servicekit.storage import storable_id, storable_text
 from pimms_servicekit.tables import inbox
 
@@ -41,10 +42,8 @@ class InboxBatch:
         """The outcome recorded for each of these ids that was seen before."""
         known: dict[str, str] = {}
         ids = sorted({storable_id(m) for m in message_ids})
-        for start in range(0, len(ids), 500):
-            rows = await session.execute(
-                _SEEN, {"consumer": self.consumer, "ids": ids[start : start + 500]}
-            )
+        for chunk in in_chunks(ids):
+            rows = await session.execute(_SEEN, {"consumer": self.consumer, "ids": chunk})
             known.update({r.message_id: r.outcome for r in rows})
         return known
 

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from pimms_servicekit.clock import Clock
-from pimms_servicekit.db import RELAY_LOCK, Database
+from pimms_servicekit.db import IN_LIST_MAX, RELAY_LOCK, Database, in_chunks, padded
 from pimms_servicekit.hooks import HookCall, Hooks, Outcome
 from pimms_servicekit.logging import get_logger
 from pimms_servicekit.messages import encode, headers_from_json, headers_to_json, new_id
@@ -346,8 +346,8 @@ class OutboxRelay:
                 del committed[oldest]
             missing = [i for i in ids if i not in committed]
             found: dict[int, Pending] = {}
-            for start in range(0, len(missing), 500):
-                result = await connection.execute(_ROWS, {"ids": missing[start : start + 500]})
+            for chunk in in_chunks(missing):
+                result = await connection.execute(_ROWS, {"ids": chunk})
                 for r in result:
                     found[r.id] = Pending(
                         message=Outgoing(
@@ -369,17 +369,15 @@ class OutboxRelay:
 
     async def _mark_sent(self, rows: Sequence[Pending]) -> None:
         now = self.clock.now()
-        if len(rows) <= 500 and not any(r.on_sent for r in rows):
+        ids = [r.message.id for r in rows]
+        if len(ids) <= IN_LIST_MAX and not any(r.on_sent for r in rows):
             # The common round: one UPDATE, atomic by itself (no BEGIN/COMMIT round trips).
             async with self.database.single_statement() as connection:
-                await connection.execute(
-                    _MARK_SENT, {"ids": [r.message.id for r in rows], "now": now}
-                )
+                await connection.execute(_MARK_SENT, {"ids": padded(ids), "now": now})
             return
         async with self.database.transaction() as session:
-            ids = [r.message.id for r in rows]
-            for start in range(0, len(ids), 500):
-                await session.execute(_MARK_SENT, {"ids": ids[start : start + 500], "now": now})
+            for chunk in in_chunks(ids):
+                await session.execute(_MARK_SENT, {"ids": chunk, "now": now})
             sent = Outcome(delivered=True, at=now)
             hooked = [(HookCall.from_json(r.on_sent), sent) for r in rows if r.on_sent]
             if not hooked:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pimms_servicekit.db import padded
 from pimms_servicekit.dead_letters import Original
 from pimms_servicekit.messages import Incoming, headers_from_json, headers_to_json
 from pimms_servicekit.storage import storable_id, storable_text
@@ -119,14 +120,14 @@ async def expire(
         r.message_id: r.case_id
         for r in await session.execute(
             select(inbox.c.message_id, inbox.c.case_id).where(
-                inbox.c.consumer == consumer, inbox.c.message_id.in_(ids)
+                inbox.c.consumer == consumer, inbox.c.message_id.in_(padded(ids))
             )
         )
     }
-    await session.execute(delete(parked).where(parked.c.id.in_([r.id for r in rows])))
+    await session.execute(delete(parked).where(parked.c.id.in_(padded([r.id for r in rows]))))
     await session.execute(
         update(inbox)
-        .where(inbox.c.consumer == consumer, inbox.c.message_id.in_(ids))
+        .where(inbox.c.consumer == consumer, inbox.c.message_id.in_(padded(ids)))
         .values(outcome="dead_lettered", processed_at=now)
     )
     for row, message in zip(rows, messages, strict=True):

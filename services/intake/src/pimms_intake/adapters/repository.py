@@ -18,6 +18,7 @@ from pimms_contracts.v1.frontoffice import (
     NeedWithdrawn,
     ReferralAssessed,
 )
+from pimms_servicekit.db import padded
 from pimms_servicekit.storage import storable_id
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -73,7 +74,9 @@ class IntakeRepository:
         wanted = sorted({s for s in submission_ids if s not in self._by_submission})
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
-            rows = await self.session.execute(select(cases).where(cases.c.submission_id.in_(chunk)))
+            rows = await self.session.execute(
+                select(cases).where(cases.c.submission_id.in_(padded(chunk)))
+            )
             for row in rows:
                 self._by_submission[row.submission_id] = CaseSnapshot(
                     case_id=row.case_id,
@@ -218,7 +221,7 @@ class IntakeRepository:
             for case_id in chunk:
                 self._referrals[case_id] = {}
             rows = await self.session.execute(
-                select(referral_statuses).where(referral_statuses.c.case_id.in_(chunk))
+                select(referral_statuses).where(referral_statuses.c.case_id.in_(padded(chunk)))
             )
             for row in rows:
                 self._referrals[row.case_id][row.referral_id] = KnownReferral(

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from pimms_contracts.partners.directory import PartnerDirectory
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeCaseWithdrawn, IntakeDocumentsAdded
+from pimms_servicekit.db import padded
 from pimms_servicekit.storage import storable_text
 from pimms_servicekit.tables import parked
 from sqlalchemy import Table, bindparam, delete, func, select, update
@@ -122,18 +123,18 @@ class NotificationsRepos:
             chunk = case_ids[start : start + _CHUNK]
             self._profiles.update(dict.fromkeys(chunk))
             rows = await self.session.execute(
-                select(contact_profiles).where(contact_profiles.c.case_id.in_(chunk))
+                select(contact_profiles).where(contact_profiles.c.case_id.in_(padded(chunk)))
             )
             self._profiles.update({row.case_id: _profile(row) for row in rows})
             keys = [storable_text(c, limit=200) or "" for c in chunk]
             waiting = await self.session.execute(
-                select(parked.c.park_key).where(parked.c.park_key.in_(keys)).distinct()
+                select(parked.c.park_key).where(parked.c.park_key.in_(padded(keys))).distinct()
             )
             self._waiting.update(waiting.scalars())
             self._holds.update({case_id: {} for case_id in chunk})
             holds = await self.session.execute(
                 select(visitor_holds).where(
-                    visitor_holds.c.case_id.in_(chunk), visitor_holds.c.ended.is_(False)
+                    visitor_holds.c.case_id.in_(padded(chunk)), visitor_holds.c.ended.is_(False)
                 )
             )
             for row in holds:
@@ -215,7 +216,7 @@ class NotificationsRepos:
             chunk = wanted[start : start + _CHUNK]
             self._loaded.update(dict.fromkeys(chunk))
             rows = await self.session.execute(
-                select(notifications).where(notifications.c.notification_id.in_(chunk))
+                select(notifications).where(notifications.c.notification_id.in_(padded(chunk)))
             )
             self._loaded.update({row.notification_id: _record(row) for row in rows})
 
@@ -435,7 +436,7 @@ class NotificationsRepos:
         if self._saved_holds:
             keys = list(self._saved_holds)
             await self.session.execute(
-                delete(visitor_holds).where(visitor_holds.c.referral_id.in_(keys))
+                delete(visitor_holds).where(visitor_holds.c.referral_id.in_(padded(keys)))
             )
             await self.session.execute(
                 visitor_holds.insert(), [_hold_row(h) for h in self._saved_holds.values()]

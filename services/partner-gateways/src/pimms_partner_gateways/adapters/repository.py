@@ -20,6 +20,7 @@ from pimms_contracts.v1.lifecycle import (
     ReferralReminded,
     ReferralRequested,
 )
+from pimms_servicekit.db import padded
 from pimms_servicekit.dead_letters import Original
 from pimms_servicekit.messages import headers_from_json, headers_to_json
 from pimms_servicekit.storage import storable_text
@@ -292,7 +293,7 @@ class GatewayRepos:
                 chunk = referral_ids[start : start + CHUNK]
                 result = await self.session.execute(
                     update(deliveries)
-                    .where(deliveries.c.referral_id.in_(chunk), column.is_(None))
+                    .where(deliveries.c.referral_id.in_(padded(chunk)), column.is_(None))
                     .values(_delivered_values(kind, at))
                     .returning(deliveries.c.referral_id)
                 )
@@ -388,7 +389,7 @@ class GatewayRepos:
             rows = await self.session.execute(
                 select(partner_inputs.c.input_key, partner_inputs.c.outcome).where(
                     partner_inputs.c.partner_id == partner_id,
-                    partner_inputs.c.input_key.in_(chunk),
+                    partner_inputs.c.input_key.in_(padded(chunk)),
                 )
             )
             self._inputs.update({(partner_id, r.input_key): r.outcome for r in rows})
@@ -412,7 +413,9 @@ class GatewayRepos:
     async def _load_dossiers(self, case_ids: Iterable[str]) -> None:
         wanted = sorted(c for c in case_ids if c not in self._dossiers)
         for chunk in _chunks(wanted):
-            rows = await self.session.execute(select(dossiers).where(dossiers.c.case_id.in_(chunk)))
+            rows = await self.session.execute(
+                select(dossiers).where(dossiers.c.case_id.in_(padded(chunk)))
+            )
             self._dossiers.update({r.case_id: _dossier(r) for r in rows})
         for case_id in wanted:
             self._dossiers.setdefault(case_id, None)
@@ -429,7 +432,7 @@ class GatewayRepos:
                     deliveries.c.correlation_id,
                     deliveries.c.sent_at,
                     deliveries.c.reminders_sent,
-                ).where(deliveries.c.referral_id.in_(chunk))
+                ).where(deliveries.c.referral_id.in_(padded(chunk)))
             )
             self._deliveries.update({r.referral_id: _delivery(r) for r in rows})
         for referral_id in wanted:
@@ -439,7 +442,7 @@ class GatewayRepos:
         wanted = sorted(r for r in report_ids if r not in self._reports and _storable(r, 64))
         for chunk in _chunks(wanted):
             rows = await self.session.execute(
-                select(partner_reports).where(partner_reports.c.report_id.in_(chunk))
+                select(partner_reports).where(partner_reports.c.report_id.in_(padded(chunk)))
             )
             self._reports.update({r.report_id: _report(r) for r in rows})
         for report_id in wanted:
@@ -451,7 +454,7 @@ class GatewayRepos:
             rows = await self.session.execute(
                 select(deliveries.c.case_id)
                 .where(
-                    deliveries.c.case_id.in_(chunk),
+                    deliveries.c.case_id.in_(padded(chunk)),
                     deliveries.c.status == DeliveryStatus.REQUESTED.value,
                 )
                 .distinct()

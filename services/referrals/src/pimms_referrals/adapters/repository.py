@@ -30,6 +30,7 @@ from pimms_contracts.v1.internal import (
     PartnerStatusReported,
 )
 from pimms_contracts.v1.lifecycle import CaseOutcome
+from pimms_servicekit.db import padded
 from pimms_servicekit.storage import storable_text
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -166,7 +167,7 @@ class ReferralsRepos:
         rows = (
             await self.session.execute(
                 select(timers)
-                .where(timers.c.case_id.in_(sorted(locked)), timers.c.due_at <= now)
+                .where(timers.c.case_id.in_(padded(sorted(locked))), timers.c.due_at <= now)
                 .order_by(timers.c.due_at, timers.c.referral_id, timers.c.kind)
                 .with_for_update(skip_locked=True)
             )
@@ -323,7 +324,7 @@ class ReferralsRepos:
         found = (
             await self.session.execute(
                 select(cases)
-                .where(cases.c.case_id.in_(wanted))
+                .where(cases.c.case_id.in_(padded(wanted)))
                 .order_by(cases.c.case_id)
                 .with_for_update(skip_locked=skip_locked)
             )
@@ -339,7 +340,7 @@ class ReferralsRepos:
         rows = (
             await self.session.execute(
                 select(referrals)
-                .where(referrals.c.case_id.in_([r.case_id for r in found]))
+                .where(referrals.c.case_id.in_(padded([r.case_id for r in found])))
                 .order_by(referrals.c.case_id, referrals.c.position)
             )
         ).all()

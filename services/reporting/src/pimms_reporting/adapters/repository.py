@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pimms_contracts.v1.lifecycle import ReferralEvent
+from pimms_servicekit.db import padded
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,7 +56,7 @@ class ReportingRepos:
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             rows = await self.session.execute(
-                select(referrals).where(referrals.c.referral_id.in_(chunk))
+                select(referrals).where(referrals.c.referral_id.in_(padded(chunk)))
             )
             for row in rows:
                 self._referrals[row.referral_id] = ReferralFacts(**row._mapping)
