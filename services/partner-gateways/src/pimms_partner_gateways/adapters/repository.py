@@ -20,7 +20,7 @@ from pimms_contracts.v1.lifecycle import (
     ReferralReminded,
     ReferralRequested,
 )
-from pimms_servicekit.db import padded
+from pimms_servicekit.db import in_chunks
 from pimms_servicekit.dead_letters import Original
 from pimms_servicekit.messages import headers_from_json, headers_to_json
 from pimms_servicekit.storage import storable_text
@@ -46,7 +46,6 @@ from pimms_partner_gateways.transports.base import MessageKind
 from pimms_partner_gateways.transports.kafka_responses import PartnerAnswerReceived
 from pimms_partner_gateways.transports.refusals import ReportRefused
 
-CHUNK = 500
 ID_LENGTH = 36
 FAILURE_REASON_LENGTH = 40
 
@@ -289,11 +288,10 @@ class GatewayRepos:
         for (kind, at), referral_ids in groups.items():
             column = _delivered_column(kind)
             changed: set[str] = set()
-            for start in range(0, len(referral_ids), CHUNK):
-                chunk = referral_ids[start : start + CHUNK]
+            for chunk in in_chunks(referral_ids):
                 result = await self.session.execute(
                     update(deliveries)
-                    .where(deliveries.c.referral_id.in_(padded(chunk)), column.is_(None))
+                    .where(deliveries.c.referral_id.in_(chunk), column.is_(None))
                     .values(_delivered_values(kind, at))
                     .returning(deliveries.c.referral_id)
                 )
@@ -385,11 +383,11 @@ class GatewayRepos:
         """The outcome recorded for each of these inputs already applied (one query)."""
         keys = list(keys)
         wanted = sorted({k for k in keys if (partner_id, k) not in self._inputs})
-        for chunk in _chunks(wanted):
+        for chunk in in_chunks(wanted):
             rows = await self.session.execute(
                 select(partner_inputs.c.input_key, partner_inputs.c.outcome).where(
                     partner_inputs.c.partner_id == partner_id,
-                    partner_inputs.c.input_key.in_(padded(chunk)),
+                    partner_inputs.c.input_key.in_(chunk),
                 )
             )
             self._inputs.update({(partner_id, r.input_key): r.outcome for r in rows})
@@ -412,17 +410,15 @@ class GatewayRepos:
 
     async def _load_dossiers(self, case_ids: Iterable[str]) -> None:
         wanted = sorted(c for c in case_ids if c not in self._dossiers)
-        for chunk in _chunks(wanted):
-            rows = await self.session.execute(
-                select(dossiers).where(dossiers.c.case_id.in_(padded(chunk)))
-            )
+        for chunk in in_chunks(wanted):
+            rows = await self.session.execute(select(dossiers).where(dossiers.c.case_id.in_(chunk)))
             self._dossiers.update({r.case_id: _dossier(r) for r in rows})
         for case_id in wanted:
             self._dossiers.setdefault(case_id, None)
 
     async def _load_deliveries(self, referral_ids: Iterable[str]) -> None:
         wanted = sorted(r for r in referral_ids if _could_be_id(r) and r not in self._deliveries)
-        for chunk in _chunks(wanted):
+        for chunk in in_chunks(wanted):
             rows = await self.session.execute(
                 select(
                     deliveries.c.referral_id,
@@ -432,7 +428,7 @@ class GatewayRepos:
                     deliveries.c.correlation_id,
                     deliveries.c.sent_at,
                     deliveries.c.reminders_sent,
-                ).where(deliveries.c.referral_id.in_(padded(chunk)))
+                ).where(deliveries.c.referral_id.in_(chunk))
             )
             self._deliveries.update({r.referral_id: _delivery(r) for r in rows})
         for referral_id in wanted:
@@ -440,9 +436,9 @@ class GatewayRepos:
 
     async def _load_reports(self, report_ids: Iterable[str]) -> None:
         wanted = sorted(r for r in report_ids if r not in self._reports and _storable(r, 64))
-        for chunk in _chunks(wanted):
+        for chunk in in_chunks(wanted):
             rows = await self.session.execute(
-                select(partner_reports).where(partner_reports.c.report_id.in_(padded(chunk)))
+                select(partner_reports).where(partner_reports.c.report_id.in_(chunk))
             )
             self._reports.update({r.report_id: _report(r) for r in rows})
         for report_id in wanted:
@@ -450,11 +446,11 @@ class GatewayRepos:
 
     async def _load_waiting(self, case_ids: Iterable[str]) -> None:
         wanted = sorted(c for c in case_ids if c not in self._waiting)
-        for chunk in _chunks(wanted):
+        for chunk in in_chunks(wanted):
             rows = await self.session.execute(
                 select(deliveries.c.case_id)
                 .where(
-                    deliveries.c.case_id.in_(padded(chunk)),
+                    deliveries.c.case_id.in_(chunk),
                     deliveries.c.status == DeliveryStatus.REQUESTED.value,
                 )
                 .distinct()
@@ -507,11 +503,6 @@ def _by_columns(changes: dict[str, dict[str, Any]]) -> dict[tuple[str, ...], lis
     for row in changes.values():
         groups.setdefault(tuple(sorted(row)), []).append(row)
     return groups
-
-
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
 
 
 def _storable(value: str, limit: int) -> bool:
