@@ -73,7 +73,17 @@ class Database:
             # Each length of an `IN (...)` list is its own statement text, so its own prepared
             # statement: 100 (the default) was too few for a service's statements times the
             # batch sizes seen, and a miss costs a Parse round trip and a plan on the server.
-            options["connect_args"] = {"prepared_statement_cache_size": PREPARED_STATEMENTS}
+            # Every execution planned with its values: after five executions PostgreSQL may keep
+            # a generic plan for a prepared statement, made once for the table as it was then and
+            # not made again until the table is analyzed. A service's tables start empty and grow
+            # by thousands of rows a second behind a backlog, so the plan kept for a batch's
+            # `IN (...)` lookup was a sequential scan testing each row against 512 parameters
+            # one by one: a second a lookup at 40,000 rows, where its plan made with the values
+            # (a hashed list, or the index once the table is big enough) took 10-30 ms.
+            options["connect_args"] = {
+                "prepared_statement_cache_size": PREPARED_STATEMENTS,
+                "server_settings": {"plan_cache_mode": "force_custom_plan"},
+            }
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             _sqlite_transactions(self.engine)
