@@ -15,7 +15,6 @@ from typing import Any, Generic, TypeVar
 
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -333,10 +332,13 @@ class ServiceRuntime(Generic[R]):
             **subscriber_options(self.settings),
         )
 
-        async def consume(message: KafkaMessage) -> None:
+        # The handler takes the decoded body (the batch's records, see `_raw_decoder`), not a
+        # `KafkaMessage` from faststream's context: a context parameter is resolved in a task
+        # group and, its resolver being synchronous, on a worker thread, for every batch.
+        async def consume(records: Any) -> None:
             self.progress.begin()
             try:
-                await self.pipeline.process(message.raw_message)
+                await self.pipeline.process(records)
             finally:
                 self.progress.end()
 
@@ -492,8 +494,9 @@ async def _tolerant_parser(records: Any, original: Callable[[Any], Awaitable[Any
 
 
 async def _raw_decoder(message: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
-    """The pipeline decodes each record itself: faststream must not parse the JSON."""
-    return message.body
+    """The batch's records as consumed: the pipeline decodes each itself (faststream must not
+    parse the JSON), and a bad header's exact bytes go on to dead letters (`_tolerant_parser`)."""
+    return message.raw_message
 
 
 GC_THRESHOLD = (20_000, 10, 10)
