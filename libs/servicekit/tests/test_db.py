@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from pimms_servicekit.db import IN_LIST_MAX, Database, in_chunks, padded
+from pimms_servicekit.db import IN_LIST_MAX, Database, chunks, in_chunks, padded
 from pimms_servicekit.errors import is_transient
 from pimms_servicekit.inbox import InboxBatch
 from pimms_servicekit.tables import outbox
@@ -100,9 +100,17 @@ def test_an_in_list_is_padded_to_a_power_of_two_with_its_last_value(
 
 
 def test_in_chunks_cut_at_the_limit_and_pad_each_chunk() -> None:
-    chunks = list(in_chunks(list(range(IN_LIST_MAX * 2 + 3))))
-    assert [len(c) for c in chunks] == [512, 512, 4]
-    assert sorted(set().union(*chunks)) == list(range(IN_LIST_MAX * 2 + 3))
+    cut = list(in_chunks(list(range(IN_LIST_MAX * 2 + 3))))
+    assert [len(c) for c in cut] == [512, 512, 4]
+    assert sorted(set().union(*cut)) == list(range(IN_LIST_MAX * 2 + 3))
+
+
+def test_chunks_cut_at_the_limit_without_padding() -> None:
+    values = list(range(IN_LIST_MAX * 2 + 3))
+    cut = list(chunks(values))
+    assert [len(c) for c in cut] == [IN_LIST_MAX, IN_LIST_MAX, 3]
+    assert [v for c in cut for v in c] == values
+    assert list(chunks([])) == []
 
 
 async def test_lists_of_every_length_make_a_few_statement_texts(database: Database) -> None:

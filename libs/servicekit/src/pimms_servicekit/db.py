@@ -44,10 +44,17 @@ def padded(values: Iterable[T]) -> list[T]:
     return [*listed, *([listed[-1]] * missing)] if missing else listed
 
 
+def chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`values` cut at `IN_LIST_MAX`, not padded: for a loop that also uses each chunk itself
+    (and passes `padded(chunk)` to its `IN`)."""
+    for start in range(0, len(values), IN_LIST_MAX):
+        yield values[start : start + IN_LIST_MAX]
+
+
 def in_chunks(values: Sequence[T]) -> Iterator[list[T]]:
     """`values` cut into IN lists of at most `IN_LIST_MAX`, each `padded`."""
-    for start in range(0, len(values), IN_LIST_MAX):
-        yield padded(values[start : start + IN_LIST_MAX])
+    for chunk in chunks(values):
+        yield padded(chunk)
 
 
 _READ_ONLY = "pimms_read_only"  # execution option of `Database.reading()` connections

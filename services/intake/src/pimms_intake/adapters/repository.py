@@ -18,7 +18,7 @@ from pimms_contracts.v1.frontoffice import (
     NeedWithdrawn,
     ReferralAssessed,
 )
-from pimms_servicekit.db import padded
+from pimms_servicekit.db import chunks, padded
 from pimms_servicekit.storage import storable_id
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,8 +34,6 @@ from pimms_intake.adapters.tables import (
 )
 from pimms_intake.domain.assessments import KnownReferral
 from pimms_intake.domain.cases import CaseSnapshot, CaseStatus
-
-_CHUNK = 500
 
 
 class IntakeRepository:
@@ -72,8 +70,7 @@ class IntakeRepository:
     async def load(self, submission_ids: Iterable[str]) -> None:
         """Look up, in one query, the cases of submissions not seen yet in this batch."""
         wanted = sorted({s for s in submission_ids if s not in self._by_submission})
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
+        for chunk in chunks(wanted):
             rows = await self.session.execute(
                 select(cases).where(cases.c.submission_id.in_(padded(chunk)))
             )
@@ -216,8 +213,7 @@ class IntakeRepository:
 
     async def _load_referrals(self, case_ids: Iterable[str]) -> None:
         wanted = sorted({c for c in case_ids if c not in self._referrals})
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
+        for chunk in chunks(wanted):
             for case_id in chunk:
                 self._referrals[case_id] = {}
             rows = await self.session.execute(

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pimms_contracts.partners.directory import PartnerDirectory
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeCaseWithdrawn, IntakeDocumentsAdded
-from pimms_servicekit.db import padded
+from pimms_servicekit.db import chunks, padded
 from pimms_servicekit.storage import storable_text
 from pimms_servicekit.tables import parked
 from sqlalchemy import Table, bindparam, delete, func, select, update
@@ -41,7 +41,7 @@ NotificationStatus = Literal["pending", "sent", "failed", "skipped", "merged"]
 """pending: queued for its channel; sent / failed: the channel's final answer; skipped: not sent;
 merged: said inside another notification's message (one message per moment)."""
 
-_CHUNK = 500
+_ROUND = 500  # holds and waiting cases taken by one timer round; the next round takes more
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,7 @@ class NotificationsRepos:
         waiting for their profile: two statements per batch."""
         named = {case_id for p in payloads if (case_id := _case_of(p)) is not None}
         case_ids = sorted(named - self._profiles.keys())
-        for start in range(0, len(case_ids), _CHUNK):
-            chunk = case_ids[start : start + _CHUNK]
+        for chunk in chunks(case_ids):
             self._profiles.update(dict.fromkeys(chunk))
             rows = await self.session.execute(
                 select(contact_profiles).where(contact_profiles.c.case_id.in_(padded(chunk)))
@@ -162,7 +161,7 @@ class NotificationsRepos:
             select(visitor_holds)
             .where(visitor_holds.c.ended.is_(False), last <= before)
             .order_by(last)
-            .limit(_CHUNK)
+            .limit(_ROUND)
         )
         return [_hold(row) for row in rows]
 
@@ -176,7 +175,7 @@ class NotificationsRepos:
                 moment_notices.c.at <= now - self.rules.moment_window,
             )
             .distinct()
-            .limit(_CHUNK)
+            .limit(_ROUND)
         )
         query = (
             select(moment_notices)
@@ -212,8 +211,7 @@ class NotificationsRepos:
         """Read the notifications a round of delivery hooks will ask for, in one statement."""
         await self.flush()
         wanted = sorted({str(n) for n in notification_ids})
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
+        for chunk in chunks(wanted):
             self._loaded.update(dict.fromkeys(chunk))
             rows = await self.session.execute(
                 select(notifications).where(notifications.c.notification_id.in_(padded(chunk)))

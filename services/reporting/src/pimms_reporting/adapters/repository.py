@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pimms_contracts.v1.lifecycle import ReferralEvent
-from pimms_servicekit.db import padded
+from pimms_servicekit.db import chunks, padded
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +27,7 @@ from pimms_reporting.domain.facts import (
     SlaSignal,
 )
 
-_CHUNK = 500
+_ROWS_PER_STATEMENT = 500  # rows of one upsert (executemany)
 
 
 class ReportingRepos:
@@ -53,8 +53,7 @@ class ReportingRepos:
 
     async def _load(self, referral_ids: Iterable[str]) -> None:
         wanted = sorted({r for r in referral_ids if r not in self._referrals})
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
+        for chunk in chunks(wanted):
             rows = await self.session.execute(
                 select(referrals).where(referrals.c.referral_id.in_(padded(chunk)))
             )
@@ -105,5 +104,5 @@ class ReportingRepos:
             index_elements=[key],
             set_={name: statement.excluded[name] for name in rows[0] if name != key},
         )
-        for start in range(0, len(rows), _CHUNK):
-            await self.session.execute(statement, rows[start : start + _CHUNK])
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            await self.session.execute(statement, rows[start : start + _ROWS_PER_STATEMENT])
