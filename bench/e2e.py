@@ -237,6 +237,9 @@ async def run_platform(
         "to_case_closed": flow(list(meter.closed.values()), started),
         "latency_to_partner": latency_summary(meter.latencies),
         "latency_to_case_closed": latency_summary(meter.closing_latencies()),
+        "latency_hops": {
+            service: latency_summary(seconds) for service, seconds in meter.hop_latencies().items()
+        },
         "outboxes_empty_s": drained_s,
         "measured_s": round(finished - started, 2),
         "edf_answers_sent": meter.answers_sent,

@@ -23,6 +23,15 @@ TICKS = os.sysconf("SC_CLK_TCK")
 EDF_FEED = topics.partner_referrals("edf")
 EDF_ANSWERS = topics.partner_responses("edf")
 CLOSED = b"fr.pimms.case.closed.v1"
+OPENED_BY_INTAKE = b"fr.pimms.intake.case_opened.v1"
+REQUESTED = b"fr.pimms.referral.requested.v1"
+# Where a need's time to its partner message goes, service by service: each mark is the Kafka
+# timestamp of what that service published (its relay's send), by case reference.
+HOPS = (
+    ("intake", "need", "opened"),
+    ("referrals", "opened", "requested"),
+    ("partner-gateways", "requested", "delivered"),
+)
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -109,7 +118,8 @@ class Meter:
     A referral counts once (by its reference; a re-send or a reminder (`relance`) is not a new
     one); its time is the partner message's Kafka timestamp, its latency that minus its
     `dateDemande` (the need's `submitted_at` = `ce_time`). A `case.closed` counts once by case
-    reference.
+    reference. It also reads intake's `pimms.intake.cases.v1`, so that the latency splits into
+    one hop per service (`hop_latencies`).
     """
 
     bootstrap: str
@@ -121,6 +131,11 @@ class Meter:
     closed: dict[str, float] = field(default_factory=dict)  # case reference -> closed time
     references: set[str] = field(default_factory=set)
     answers_sent: int = 0
+    # case reference -> moment: "opened" (intake's case_opened), "requested" (the first
+    # referral.requested), "delivered" (the first partner message); "need" is `submitted`
+    marks: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {"opened": {}, "requested": {}, "delivered": {}}
+    )
 
     @property
     def done(self) -> bool:
@@ -128,6 +143,16 @@ class Meter:
         return len(self.references) >= self.expected and (
             not self.answer or len(self.closed) >= self.expected
         )
+
+    def hop_latencies(self) -> dict[str, list[float]]:
+        """Each service's share of the latency to the partner: from what the service before it
+        published (the need itself for intake) to what it published, for the cases seen at both."""
+        marks = {"need": self.submitted, **self.marks}
+        hops: dict[str, list[float]] = {}
+        for service, start, end in HOPS:
+            begun, ended = marks[start], marks[end]
+            hops[service] = [ended[ref] - begun[ref] for ref in ended if ref in begun]
+        return hops
 
     def closing_latencies(self) -> list[float]:
         """From the need's time to its case's `case.closed`, for cases seen on both."""
@@ -139,7 +164,9 @@ class Meter:
 
     async def run(self, stop: asyncio.Event, deadline: float) -> None:
         """Read until done, `stop` or the deadline (wall clock)."""
-        consumer = await consumer_from_start(self.bootstrap, [EDF_FEED, topics.CASES])
+        consumer = await consumer_from_start(
+            self.bootstrap, [EDF_FEED, topics.CASES, topics.INTAKE_CASES]
+        )
         producer = None
         if self.answer:
             producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
@@ -150,8 +177,11 @@ class Meter:
                 for partition, records in batches.items():
                     if partition.topic == EDF_FEED:
                         await self._referrals(records, producer)
+                    elif partition.topic == topics.INTAKE_CASES:
+                        self._mark(records, OPENED_BY_INTAKE, "opened")
                     else:
                         self._cases(records)
+                        self._mark(records, REQUESTED, "requested")
                 if producer is not None:
                     await producer.flush()
         finally:
@@ -172,6 +202,7 @@ class Meter:
                 asked = datetime.fromisoformat(body["dateDemande"]).timestamp()
                 self.latencies.append(moment - asked)
                 self.submitted[body["dossierPimms"]] = asked
+                self.marks["delivered"].setdefault(body["dossierPimms"], moment)
             if producer is not None:
                 for answer in _edf_answers(reference):
                     await producer.send(
@@ -186,6 +217,17 @@ class Meter:
             reference = json.loads(record.value).get("case_reference")
             if reference and reference not in self.closed:
                 self.closed[reference] = (
+                    record.timestamp / 1000 if record.timestamp > 0 else time.time()
+                )
+
+    def _mark(self, records: list[Any], ce_type: bytes, mark: str) -> None:
+        moments = self.marks[mark]
+        for record in records:
+            if dict(record.headers or ()).get("ce_type") != ce_type:
+                continue
+            reference = json.loads(record.value).get("case_reference")
+            if reference and reference not in moments:
+                moments[reference] = (
                     record.timestamp / 1000 if record.timestamp > 0 else time.time()
                 )
 

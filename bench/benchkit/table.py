@@ -122,26 +122,29 @@ def render(result: dict[str, Any]) -> str:
         )
     out.append("")
     latency_rows = []
+    hops = platform.get("latency_hops", {})
     for label, key in (
         ("need ce_time -> partner message", "latency_to_partner"),
         ("need ce_time -> case.closed", "latency_to_case_closed"),
     ):
         summary = platform.get(key)
         if summary:
-            latency_rows.append(
-                [
-                    label,
-                    summary.get("count"),
-                    summary.get("p50_ms"),
-                    summary.get("p95_ms"),
-                    summary.get("p99_ms"),
-                    summary.get("max_ms"),
-                ]
-            )
+            latency_rows.append(_latency_row(label, summary))
+        if key == "latency_to_partner":
+            latency_rows += [
+                _latency_row(f"  of which {service}", hop)
+                for service, hop in hops.items()
+                if hop.get("count")
+            ]
     if latency_rows:
         out.append(
             format_table(["latency", "count", "p50 ms", "p95 ms", "p99 ms", "max ms"], latency_rows)
         )
+        if hops:
+            out.append(
+                "  (of which: from what the service before published, or the need's ce_time, to"
+                " what the service published; Kafka timestamps)"
+            )
         out.append("")
     processes = result.get("processes", {})
     backlog = platform.get("outbox_backlog", {}).get("max", {})
@@ -204,3 +207,14 @@ def sparkline(samples: Sequence[dict[str, Any]], width: int = 12) -> str:
     if picked[-1] is not samples[-1]:
         picked.append(samples[-1])
     return " | ".join(f"t={cell(s['t'])}s {cell(s.get('total'))}" for s in picked)
+
+
+def _latency_row(label: str, summary: dict[str, Any]) -> list[Any]:
+    return [
+        label,
+        summary.get("count"),
+        summary.get("p50_ms"),
+        summary.get("p95_ms"),
+        summary.get("p99_ms"),
+        summary.get("max_ms"),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from benchkit.observe import Meter
 from benchkit.stats import flow, latency_summary, per_second, percentile, ratio
 from benchkit.table import cell, format_table, percent, render
 
@@ -86,6 +87,11 @@ def test_render_shows_every_section() -> None:
             "latency_to_partner": latency_summary([0.05] * 99 + [0.2]),
             "series": {"partner_per_second": [0, 40, 0, 60]},
             "latency_to_case_closed": latency_summary([0.5] * 100),
+            "latency_hops": {
+                "intake": latency_summary([0.02] * 100),
+                "referrals": latency_summary([0.03] * 100),
+                "partner-gateways": latency_summary([]),
+            },
             "outbox_backlog": {
                 "max": {"intake": 3},
                 "samples": [
@@ -112,7 +118,12 @@ def test_render_shows_every_section() -> None:
     assert "baseline relay (3 hops)" in text
     assert "speed probe 0.61 s (lower is faster)" in text
     assert "platform / baseline: flowing 0.0100 (1.0 %), overall 0.0250 (2.5 %)" in text
-    assert "need ce_time -> partner message" in text
+    lines = text.splitlines()
+    partner = next(i for i, line in enumerate(lines) if "need ce_time -> partner" in line)
+    assert lines[partner + 1].split()[:4] == ["of", "which", "intake", "100"]
+    assert lines[partner + 1].split()[4] == "20.0"
+    assert lines[partner + 2].split()[:3] == ["of", "which", "referrals"]
+    assert "need ce_time -> case.closed" in lines[partner + 3]  # no row for a hop never seen
     assert "partner feed per second: at most 60, messages in 2 of 4 seconds" in text
     assert "INCOMPLETE" not in text
     intake = next(line for line in text.splitlines() if line.startswith("intake"))
@@ -123,3 +134,16 @@ def test_render_shows_every_section() -> None:
     assert text.rstrip().endswith("written bench/results/x.json")
     result["run"]["complete"] = False
     assert "INCOMPLETE" in render(result)
+
+
+def test_the_meter_splits_the_latency_into_one_hop_per_service() -> None:
+    meter = Meter("unused:9092", expected=2)
+    meter.submitted.update({"LYON8-1": 10.0, "LYON8-2": 20.0})
+    meter.marks["opened"].update({"LYON8-1": 10.1, "LYON8-2": 20.3})
+    meter.marks["requested"].update({"LYON8-1": 10.3})  # case 2 not routed yet
+    meter.marks["delivered"].update({"LYON8-1": 10.6})
+    hops = {
+        service: [round(s, 3) for s in seconds]
+        for service, seconds in meter.hop_latencies().items()
+    }
+    assert hops == {"intake": [0.1, 0.3], "referrals": [0.2], "partner-gateways": [0.3]}
