@@ -176,11 +176,11 @@ def key_kit_inbox_by_message(op: Any) -> None:
     """Alembic migration step (kit version 3): the inbox's primary key leads with the message id.
 
     A batch's duplicate check is `consumer = :c AND message_id IN (...)`. With the consumer first,
-    PostgreSQL without statistics (estimating a few rows per consumer) scanned all the consumer's
-    rows and tested each against the list: 60 ms at 70,000 rows, a second at 200,000, so a backlog
-    drained ever slower. Led by the message id, the index is searched for each listed id whatever
-    the statistics say. SQLite rebuilds the table (batch mode).
-    """
+    PostgreSQL without statistics (estimating a few rows per consumer) read all the consumer's
+    rows and tested each against the list: 50-70 ms a lookup at 70,000 rows planned with its
+    values, 0.6 s at 20,000 rows under a generic plan, so a backlog drained ever slower. Led by
+    the message id, the index is searched for each listed id whatever the statistics say (1-8 ms
+    at 70,000 rows). SQLite rebuilds the table (batch mode)."""
     _rekey_inbox(op, INBOX_KEY)
 
 
