@@ -14,9 +14,10 @@ data directory, or new PostgreSQL databases at 127.0.0.1:5432 dropped afterwards
    R needs per second for S seconds. A partner playing EDF acknowledges (`RECU`) and closes
    (`CLOS` / `SOLUTION_TROUVEE`) each referral, so cases close; the notifications service tells
    visitor and mediator all along.
-3. The meter reads EDF's feed and `pimms.cases.v1`: throughput (needs in -> partner messages out
-   per second, and to `case.closed`), latency from each need's `ce_time` to its partner message
-   (and to its `case.closed`), CPU seconds and peak RSS per process, each service's outbox and
+3. The meter reads EDF's feed, `pimms.cases.v1` and `pimms.intake.cases.v1`: throughput (needs in ->
+   partner messages out per second, and to `case.closed`), latency from each need's `ce_time` to its
+   partner message (and to its `case.closed`), split into one hop per service, CPU seconds and peak
+   RSS per process (and the PostgreSQL server's CPU on PostgreSQL), each service's outbox and
    effects backlog every second.
 
 A table is printed; the JSON goes to `bench/results/e2e-<database>-<mode>-<time>.json`.
@@ -46,6 +47,7 @@ from benchkit.observe import (
     BacklogSampler,
     Meter,
     ProcessWatch,
+    ServerCpu,
     own_cpu_seconds,
     own_rss_peak_mb,
     speed_probe,
@@ -180,6 +182,9 @@ async def run_platform(
         pids["broker (tansu)"] = broker_pid
     watch = ProcessWatch(pids)
     watch.start()
+    server = ServerCpu() if arguments.database == "postgresql" else None
+    if server is not None:
+        server.start()
     bench_cpu = own_cpu_seconds()
     meter = Meter(bootstrap, needs, answer=not arguments.no_partner)
     sampler = BacklogSampler(database_urls, interval=arguments.interval)
@@ -191,6 +196,8 @@ async def run_platform(
         ready_s = time.time() - started
         say(f"ready after {ready_s:.1f} s; {arguments.rate:g} needs/s for {arguments.duration:g} s")
         watch.start()
+        if server is not None:
+            server.start()
         bench_cpu = own_cpu_seconds()
         started = time.time()
     sampling = asyncio.create_task(sampler.run(stop, started))
@@ -217,6 +224,8 @@ async def run_platform(
     stop.set()
     await sampling
     processes = watch.read()
+    if server is not None:
+        processes["postgresql (server)"] = server.read()
     processes["bench (generator, meter, EDF)"] = {
         "cpu_s": round(own_cpu_seconds() - bench_cpu, 2),
         "peak_rss_mb": round(own_rss_peak_mb(), 1),

@@ -85,6 +85,44 @@ def own_rss_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def processes_named(command: str) -> dict[int, float]:
+    """CPU seconds of every process whose command name is `command` (Linux /proc)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, _, rest = stat.partition(" (")[2].rpartition(")")
+        if name != command:
+            continue
+        fields = rest.split()
+        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
+@dataclass
+class ServerCpu:
+    """CPU seconds the PostgreSQL server spent from `start`: every `postgres` process (backends,
+    WAL writer, checkpointer), new ones counted whole. A backend that ended before `read` is
+    missed: the services keep their connections, so few do."""
+
+    command: str = "postgres"
+    at_start: dict[int, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Take the counters now."""
+        self.at_start = processes_named(self.command)
+
+    def read(self) -> dict[str, float | None]:
+        """Like a `ProcessWatch` entry; no RSS (shared buffers would count once per process)."""
+        now = processes_named(self.command)
+        spent = sum(cpu - self.at_start.get(pid, 0.0) for pid, cpu in now.items())
+        return {"cpu_s": round(spent, 2), "peak_rss_mb": None}
+
+
 @dataclass
 class ProcessWatch:
     """CPU seconds from a starting point, and peak RSS, of named processes."""

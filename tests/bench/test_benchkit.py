@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import pytest
-from benchkit.observe import Meter
+from benchkit.observe import Meter, ServerCpu, processes_named
 from benchkit.stats import flow, latency_summary, per_second, percentile, ratio
 from benchkit.table import cell, format_table, percent, render
 
@@ -147,3 +151,17 @@ def test_the_meter_splits_the_latency_into_one_hop_per_service() -> None:
         for service, seconds in meter.hop_latencies().items()
     }
     assert hops == {"intake": [0.1, 0.3], "referrals": [0.2], "partner-gateways": [0.3]}
+
+
+def test_server_cpu_counts_every_process_of_a_command() -> None:
+    command = Path("/proc/self/comm").read_text().strip()
+    assert os.getpid() in processes_named(command)
+    server = ServerCpu(command=command)
+    server.start()
+    began = time.process_time()
+    while time.process_time() - began < 0.2:  # spend CPU in a process of that command
+        pass
+    figures = server.read()
+    assert figures["peak_rss_mb"] is None
+    assert figures["cpu_s"] is not None
+    assert figures["cpu_s"] >= 0.1
