@@ -36,11 +36,19 @@ HOPS = (
 
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process (None once it is gone)."""
+    found = _command_and_cpu(Path(f"/proc/{pid}"))
+    return None if found is None else found[1]
+
+
+def _command_and_cpu(process: Path) -> tuple[str, float] | None:
+    """A process's command name and user + system CPU seconds, from /proc/<pid>/stat."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        stat = (process / "stat").read_text()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    command, _, rest = stat.partition(" (")[2].rpartition(")")
+    fields = rest.split()
+    return command, (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def rss_peak_mb(pid: int) -> float | None:
@@ -89,17 +97,8 @@ def processes_named(command: str) -> dict[int, float]:
     """CPU seconds of every process whose command name is `command` (Linux /proc)."""
     found: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name, _, rest = stat.partition(" (")[2].rpartition(")")
-        if name != command:
-            continue
-        fields = rest.split()
-        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+        if entry.name.isdigit() and (seen := _command_and_cpu(entry)) and seen[0] == command:
+            found[int(entry.name)] = seen[1]
     return found
 
 
@@ -216,10 +215,11 @@ class Meter:
                     if partition.topic == EDF_FEED:
                         await self._referrals(records, producer)
                     elif partition.topic == topics.INTAKE_CASES:
-                        self._mark(records, OPENED_BY_INTAKE, "opened")
+                        self._mark(records, {OPENED_BY_INTAKE: self.marks["opened"]})
                     else:
-                        self._cases(records)
-                        self._mark(records, REQUESTED, "requested")
+                        self._mark(
+                            records, {CLOSED: self.closed, REQUESTED: self.marks["requested"]}
+                        )
                 if producer is not None:
                     await producer.flush()
         finally:
@@ -234,7 +234,7 @@ class Meter:
             if "relance" in body or "statut" in body or reference in self.references:
                 continue
             self.references.add(reference)
-            moment = record.timestamp / 1000 if record.timestamp > 0 else time.time()
+            moment = _moment(record)
             self.partner_times.append(moment)
             with contextlib.suppress(KeyError, ValueError, TypeError):
                 asked = datetime.fromisoformat(body["dateDemande"]).timestamp()
@@ -248,26 +248,20 @@ class Meter:
                     )
                     self.answers_sent += 1
 
-    def _cases(self, records: list[Any]) -> None:
+    def _mark(self, records: list[Any], kept: dict[bytes, dict[str, float]]) -> None:
+        """The first moment of each case reference in events of the types `kept` names."""
         for record in records:
-            if dict(record.headers or ()).get("ce_type") != CLOSED:
-                continue
-            reference = json.loads(record.value).get("case_reference")
-            if reference and reference not in self.closed:
-                self.closed[reference] = (
-                    record.timestamp / 1000 if record.timestamp > 0 else time.time()
-                )
-
-    def _mark(self, records: list[Any], ce_type: bytes, mark: str) -> None:
-        moments = self.marks[mark]
-        for record in records:
-            if dict(record.headers or ()).get("ce_type") != ce_type:
+            moments = kept.get(dict(record.headers or ()).get("ce_type", b""))
+            if moments is None:
                 continue
             reference = json.loads(record.value).get("case_reference")
             if reference and reference not in moments:
-                moments[reference] = (
-                    record.timestamp / 1000 if record.timestamp > 0 else time.time()
-                )
+                moments[reference] = _moment(record)
+
+
+def _moment(record: Any) -> float:
+    """A record's Kafka timestamp in seconds (now, if the broker gave none)."""
+    return record.timestamp / 1000 if record.timestamp > 0 else time.time()
 
 
 def _edf_answers(reference: str) -> list[dict[str, str]]:

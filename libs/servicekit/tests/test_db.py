@@ -11,7 +11,8 @@ from pimms_servicekit.db import IN_LIST_MAX, Database, chunks, in_chunks, padded
 from pimms_servicekit.errors import is_transient
 from pimms_servicekit.inbox import InboxBatch
 from pimms_servicekit.tables import outbox
-from sqlalchemy import event, func, insert, select, text, update
+from pimms_servicekit.testing import executed_statements
+from sqlalchemy import func, insert, select, text, update
 
 
 def _row(topic: str) -> dict[str, object]:
@@ -130,19 +131,11 @@ async def test_lists_of_every_length_make_a_few_statement_texts(database: Databa
                 at=datetime.now(UTC),
             )
         await inbox.flush(session)
-    texts: set[str] = set()
-
-    def seen_text(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if "kit_inbox" in statement and statement.lstrip().upper().startswith("SELECT"):
-            texts.add(statement)
-
-    event.listen(database.engine.sync_engine, "before_cursor_execute", seen_text)
-    try:
+    with executed_statements(database.engine) as executed:
         async with database.transaction() as session:
             for length in range(1, 41):
                 ids = [f"m{i}" for i in range(length)]
                 found = await InboxBatch(consumer="c").seen(session, ids)
                 assert sorted(found) == sorted(f"m{i}" for i in range(0, length, 3))
-    finally:
-        event.remove(database.engine.sync_engine, "before_cursor_execute", seen_text)
+    texts = {s for s in executed if "kit_inbox" in s and s.lstrip().upper().startswith("SELECT")}
     assert len(texts) == 7  # 1, 2, 4, 8, 16, 32 and 64 values

@@ -12,6 +12,7 @@ from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.db import Database
 from pimms_servicekit.outbox import OutboxBuffer, OutboxRelay, Outgoing, Pending
 from pimms_servicekit.tables import outbox
+from pimms_servicekit.testing import executed_statements
 from sqlalchemy import delete, event, select
 
 
@@ -67,19 +68,11 @@ async def test_batches_of_every_size_are_written_by_the_same_statements(
 ) -> None:
     """A statement text per batch size was a prepared statement per size in every connection
     (up to 1,000 rows of 11 parameters each on PostgreSQL); the ids still follow the rows."""
-    texts: set[str] = set()
-
-    def seen_text(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        if "kit_outbox" in statement:
-            texts.add(statement)
-
-    event.listen(database.engine.sync_engine, "before_cursor_execute", seen_text)
-    try:
-        handed: list[Pending] = []
+    handed: list[Pending] = []
+    with executed_statements(database.engine) as executed:
         for size in range(1, 31):
             handed += await commit(database, *(f"{size}-{n}".encode() for n in range(size)))
-    finally:
-        event.remove(database.engine.sync_engine, "before_cursor_execute", seen_text)
+    texts = {statement for statement in executed if "kit_outbox" in statement}
     assert len(texts) == 2  # the batch's ids (the largest id on SQLite), then the rows
     assert [(p.message.id, p.message.value) for p in handed] == await stored(database)
     ids = [p.message.id for p in handed]

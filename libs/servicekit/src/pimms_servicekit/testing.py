@@ -17,7 +17,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pimms_contracts.base import Event
 from pimms_contracts.envelope import Envelope
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pimms_servicekit.kafka import consumer_from_start
 from pimms_servicekit.messages import encode, new_id
@@ -160,6 +162,22 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         return
     async with fresh_postgres_database() as url:
         yield url
+
+
+@contextmanager
+def executed_statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL texts `engine` sends to its database inside the block, in order (statement counts,
+    prepared-statement texts)."""
+    texts: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        texts.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield texts
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 # --- helpers to talk to a real broker from tests ---

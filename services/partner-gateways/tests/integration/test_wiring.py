@@ -33,8 +33,7 @@ from pimms_servicekit.effects import (
     RetryPolicy,
 )
 from pimms_servicekit.messages import Incoming, encode
-from pimms_servicekit.testing import envelope_for
-from sqlalchemy import event
+from pimms_servicekit.testing import envelope_for, executed_statements
 
 EDF_FEED = topics.partner_referrals("edf")
 EDF_ANSWERS = topics.partner_responses("edf")
@@ -823,21 +822,12 @@ async def _statements_for_a_batch(
         *(_incoming(topics.INTAKE_CASES, c, offset=i) for i, c in enumerate(cases)),
         *(_incoming(topics.CASES, r, offset=n + i) for i, r in enumerate(requests[waiting:])),
     ]
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(f"{statement.split(maxsplit=1)[0].upper()} {_table_of(statement)}")
-
-    engine = gateway.runtime.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with executed_statements(gateway.runtime.database.engine) as executed:
         await gateway.runtime.pipeline.process_incoming(batch)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     await gateway.drain()
     sent = {s.key for s in gateway.of(EDF_FEED)}
     assert {str(r.referral_id) for r in requests} <= sent
-    return statements
+    return [f"{s.split(maxsplit=1)[0].upper()} {_table_of(s)}" for s in executed]
 
 
 def _table_of(statement: str) -> str:
