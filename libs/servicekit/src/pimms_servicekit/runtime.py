@@ -29,6 +29,7 @@ from pimms_servicekit.http import Endpoint, HttpServer, render
 from pimms_servicekit.kafka import (
     BrokerSender,
     KafkaSender,
+    PromptBatchSubscriber,
     ensure_topics,
     make_broker,
     subscriber_options,
@@ -331,6 +332,7 @@ class ServiceRuntime(Generic[R]):
             decoder=_raw_decoder,
             **subscriber_options(self.settings),
         )
+        PromptBatchSubscriber.adopt(subscriber)
 
         # The handler takes the decoded body (the batch's records, see `_raw_decoder`), not a
         # `KafkaMessage` from faststream's context: a context parameter is resolved in a task

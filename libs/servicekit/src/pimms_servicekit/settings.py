@@ -89,10 +89,10 @@ class ServiceSettings(BaseSettings):
     )
 
     batch_max_records: int = Field(default=500, ge=1, le=10_000)
-    # How long a poll waits for a first record. A batch never waits to fill: what has arrived is
-    # taken at once. faststream sleeps as long again after an empty poll, so this bounds the
-    # latency added per hop when traffic is light (50 ms here was up to 100 ms per hop).
-    batch_timeout_ms: int = Field(default=5, ge=1)
+    # How long an idle poll waits for a first record before it polls again. A record is taken
+    # the moment it is fetched and a batch never waits to fill (`kafka.PromptBatchSubscriber`):
+    # this only sets how often an idle consumer wakes.
+    batch_timeout_ms: int = Field(default=500, ge=1)
     relay_batch_size: int = Field(default=1000, ge=1)
     relay_poll_interval_s: float = Field(default=0.2, gt=0)
 
