@@ -57,7 +57,7 @@ async def test_a_consumer_behind_a_backlog_holds_about_one_fetch(kafka: KafkaEnd
     await produce(kafka.bootstrap_servers, [(topic, None, RECORD, [])] * BACKLOG)
     settings = ServiceSettings(kafka_bootstrap_servers=kafka.bootstrap_servers)
     options = {k: v for k, v in subscriber_options(settings).items() if k not in _FASTSTREAM_ONLY}
-    assert options["fetch_max_bytes"] == 1024 * 1024
+    assert options["fetch_max_bytes"] == 256 * 1024
 
     held = await _held_after_one_poll(kafka, topic, **options)
     fifty = 50 * 1024 * 1024  # aiokafka's default request limit, for the partition too
@@ -69,5 +69,5 @@ async def test_a_consumer_behind_a_backlog_holds_about_one_fetch(kafka: KafkaEnd
         max_partition_fetch_bytes=fifty,
     )
 
-    assert held < 3 * 1024 * 1024, f"{held:,} bytes held for a 1 MB fetch limit"
+    assert held < 1024 * 1024, f"{held:,} bytes held for a 256 KB fetch limit"
     assert unbounded > 2 * held, f"{unbounded:,} bytes held with 50 MB: the limit is not the cause"

@@ -71,9 +71,12 @@ class ServiceSettings(BaseSettings):
     # The most a fetch brings back (all partitions for Apache Kafka; each partition for Tansu,
     # which ignores the per-partition limit). Fetched records wait in the consumer's memory until
     # their batch: with aiokafka's 50 MB, Tansu answered 5 MB per partition, 40 MB for a service
-    # reading two topics, so a backlog showed as RSS. A batch is at most 500 records (~0.6 MB).
+    # reading two topics, so a backlog showed as RSS. 1 MB still left partner-gateways (it reads
+    # the referrals and every partner's answers) at 220 MB at the end of a 100,000-need drain on
+    # SQLite, its answers' partitions all behind; 256 KB: 180 MB, at 284-286 needs/s against 291.
+    # A batch is at most 500 records (~0.6 MB): a poll gathers them from several partitions.
     kafka_fetch_max_bytes: int = Field(
-        default=1024 * 1024,
+        default=256 * 1024,
         ge=64 * 1024,
         validation_alias=AliasChoices("KAFKA_FETCH_MAX_BYTES", "kafka_fetch_max_bytes"),
     )
