@@ -33,7 +33,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-LINES = 120
+# At 2-3 ms a line, the first half lasts about half a second: room to be seen and killed in.
+LINES = 400
 PARTNER = "eau-grand-lyon"
 HEADER = "REFERENCE;STATUT;DATE;MOTIF;COMMENTAIRE"
 
@@ -187,8 +188,8 @@ async def test_a_gateway_killed_halfway_through_a_file_applies_each_line_once(
         part.rename(inbound / "REPONSES_1.csv")  # the partner drops it whole
 
         async def halfway() -> bool:
-            # within the first half: the rest of the file is still ahead when the kill lands (a
-            # kill on seeing "not all yet" came after the last line on a fast run)
+            # within the first half: the rest of the file is still ahead when the kill lands (with
+            # 120 lines, a kill on seeing "not all yet" came after the last line on a fast run)
             return 0 < await lines_applied() < LINES // 2
 
         await eventually(halfway, what="the file being applied", gateway=gateway)
