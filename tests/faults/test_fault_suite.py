@@ -59,7 +59,7 @@ from harness import (
     valid_needs,
 )
 from hostile_inputs import HOSTILE, Hostile, unanswered
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from pimms_cli.config import SERVICES
 from pimms_cli.platform import Platform
@@ -457,19 +457,22 @@ def draw_malformed(count: int, run: str) -> list[Hostile]:
     """`count` malformed messages, drawn by hypothesis (seeded, so a failure can be replayed)."""
     drawn: list[Hostile] = []
 
+    # One example per message: a single example of a list of `count` was hypothesis's simplest
+    # list, `count` copies of the first kind on the first topic (random bytes on the needs).
     @seed(int(os.environ.get("PIMMS_FAULT_SEED", "6")))
     @settings(
-        max_examples=1,
+        max_examples=count,
         database=None,
         deadline=None,
         suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate],
     )
-    @given(st.lists(malformed_message(run), min_size=count, max_size=count))
-    def collect(messages: list[Hostile]) -> None:
-        if not drawn:
-            drawn.extend(messages)
+    @given(malformed_message(run))
+    def collect(message: Hostile) -> None:
+        drawn.append(message)
 
     collect()
+    del drawn[count:]
     big = need_submitted()
     big["need"]["summary"] = "x" * (900 * 1024)
     drawn.append(
@@ -485,15 +488,26 @@ def draw_malformed(count: int, run: str) -> list[Hostile]:
     return drawn
 
 
-async def test_malformed_input_mixed_into_valid_traffic(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_malformed_input_mixed_into_valid_traffic(backend: str, tmp_path: Path) -> None:
+    """Hostile input on both databases: PostgreSQL refuses bytes SQLite stores (a NUL)."""
     malformed = draw_malformed(max(NEEDS // 5, 30), uuid.uuid4().hex[:8])
+    kinds = {h.label.rsplit(":", 1)[-1] for h in malformed}
+    assert {h.topic for h in malformed} == {NEEDS_TOPIC, EDF_TOPIC, LA_POSTE_TOPIC}
+    assert len(kinds) >= 5, f"a poor mix of malformed messages: {sorted(kinds)}"
 
     async def nothing(platform: Platform) -> float:
         return time.monotonic()
 
-    async with platform_running(tmp_path, bootstrap=None) as (platform, watcher):
+    async with AsyncExitStack() as stack:
+        urls: dict[str, str] = {}
+        if backend == "postgresql":
+            _, urls = await stack.enter_async_context(own_postgres())
+        platform, watcher = await stack.enter_async_context(
+            platform_running(tmp_path, bootstrap=None, database_urls=urls)
+        )
         await run_scenario(
-            "5 hypothesis malformed input (sqlite)",
+            f"5 hypothesis malformed input ({backend})",
             platform,
             watcher,
             fault=nothing,
