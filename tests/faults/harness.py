@@ -505,6 +505,18 @@ class PostgresCluster:
 
 
 @asynccontextmanager
+async def platform_on(backend: str, data_dir: Path) -> AsyncIterator[tuple[Platform, Watcher]]:
+    """`platform_running` on the embedded broker, on SQLite or on a test-owned PostgreSQL."""
+    async with AsyncExitStack() as stack:
+        urls: dict[str, str] = {}
+        if backend == "postgresql":
+            _, urls = await stack.enter_async_context(own_postgres())
+        yield await stack.enter_async_context(
+            platform_running(data_dir, bootstrap=None, database_urls=urls)
+        )
+
+
+@asynccontextmanager
 async def own_postgres() -> AsyncIterator[tuple[PostgresCluster, dict[str, str]]]:
     """A test-owned cluster with one database per service (`pimms dev` runs the optional ones
     installed, reporting say, too: several instances need all of them on PostgreSQL)."""

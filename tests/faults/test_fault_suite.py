@@ -52,6 +52,7 @@ from harness import (
     longest_gap,
     need_message,
     own_postgres,
+    platform_on,
     platform_running,
     referral_rows,
     send_paced,
@@ -174,13 +175,7 @@ async def test_each_service_killed_at_a_random_moment(backend: str, tmp_path: Pa
         assert await wait_alive(platform) == []
         return time.monotonic()
 
-    async with AsyncExitStack() as stack:
-        urls: dict[str, str] = {}
-        if backend == "postgresql":
-            _, urls = await stack.enter_async_context(own_postgres())
-        platform, watcher = await stack.enter_async_context(
-            platform_running(tmp_path, bootstrap=None, database_urls=urls)
-        )
+    async with platform_on(backend, tmp_path) as (platform, watcher):
         await run_scenario(
             f"1 SIGKILL each service ({backend})",
             platform,
@@ -499,13 +494,7 @@ async def test_malformed_input_mixed_into_valid_traffic(backend: str, tmp_path: 
     async def nothing(platform: Platform) -> float:
         return time.monotonic()
 
-    async with AsyncExitStack() as stack:
-        urls: dict[str, str] = {}
-        if backend == "postgresql":
-            _, urls = await stack.enter_async_context(own_postgres())
-        platform, watcher = await stack.enter_async_context(
-            platform_running(tmp_path, bootstrap=None, database_urls=urls)
-        )
+    async with platform_on(backend, tmp_path) as (platform, watcher):
         await run_scenario(
             f"5 hypothesis malformed input ({backend})",
             platform,
