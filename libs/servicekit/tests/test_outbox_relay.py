@@ -13,7 +13,7 @@ from pimms_servicekit.db import Database
 from pimms_servicekit.outbox import OutboxBuffer, OutboxRelay, Outgoing, Pending
 from pimms_servicekit.tables import outbox
 from pimms_servicekit.testing import executed_statements
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 
 
 class Collect:
@@ -86,13 +86,8 @@ async def test_committed_rows_are_published_without_reading_their_content_back(
     sender = Collect()
     relay = OutboxRelay(database=database, sender=sender, clock=ManualClock(), source="t")
     relay.offer(await commit(database, b"a", b"b"))
-    statements: list[str] = []
-
-    @event.listens_for(database.engine.sync_engine, "before_cursor_execute")
-    def seen(*args: object) -> None:
-        statements.append(str(args[2]))  # (connection, cursor, statement, ...)
-
-    assert await relay.drain() == 2
+    with executed_statements(database.engine) as statements:
+        assert await relay.drain() == 2
     assert [m.value for m in sender.sent] == [b"a", b"b"]
     assert not [s for s in statements if s.lstrip().upper().startswith("SELECT") and "value" in s]
     assert len(await stored(database)) == 2  # the rows stay, marked sent

@@ -30,7 +30,7 @@ from pimms_servicekit.clock import ManualClock
 from pimms_servicekit.messages import Incoming
 from pimms_servicekit.outbox import Outgoing
 from pimms_servicekit.runtime import ServiceRuntime
-from pimms_servicekit.testing import event_message
+from pimms_servicekit.testing import event_message, executed_statements
 
 pytestmark = pytest.mark.integration
 
@@ -486,14 +486,9 @@ async def test_one_pass_fires_a_backlog_of_due_timers_in_a_few_statements(
         await referrals.gateway(
             build.delivered(str(case.case_id), referrals.referral_id(case.case_id))
         )
-    statements: list[str] = []
-    from sqlalchemy import event
-
-    @event.listens_for(referrals.running.database.engine.sync_engine, "before_cursor_execute")
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(" ".join(statement.split()[:3]).upper())
-
-    assert await referrals.later(EDF_ACK) == 12
+    with executed_statements(referrals.running.database.engine) as executed:
+        assert await referrals.later(EDF_ACK) == 12
+    statements = [" ".join(s.split()[:3]).upper() for s in executed]
     on_tables = [s for s in statements if "KIT_" not in s and not s.startswith(("BEGIN", "COMMIT"))]
     assert sorted(on_tables) == sorted(
         [
