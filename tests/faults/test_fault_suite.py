@@ -398,13 +398,13 @@ def malformed_message(draw: st.DrawFn, run: str) -> Hostile:
             ["random_bytes", "truncated", "invalid_utf8", "wrong_type", "unknown_field", "ce_type"]
         )
     )
-    label = f"{run}:{uuid.uuid4().hex[:8]}:{topic}:{kind}"
+    if topic != NEEDS_TOPIC and kind == "ce_type":
+        kind = "wrong_type"  # partners' answers carry no CloudEvents type
+    label = f"{run}:{uuid.uuid4().hex[:8]}:{topic}:{kind}"  # the kind sent, for the mix's check
     submitted = b"fr.pimms.need.submitted.v1"
     need = need_submitted()
     whole = json.dumps(need).encode()
     unreadable = {"not_json"} if topic != LA_POSTE_TOPIC else {"malformed_xml"}
-    if topic != NEEDS_TOPIC and kind == "ce_type":
-        kind = "wrong_type"
     if kind == "random_bytes":
         value = b"\xff" + draw(st.binary(min_size=0, max_size=400))
         return Hostile(label, topic, b"k", value, _headers(submitted), dead=frozenset(unreadable))
