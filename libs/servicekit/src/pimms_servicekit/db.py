@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import ARRAY, Table, any_, bindparam, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 # One advisory-lock key per purpose, so that several instances of a service cooperate on PostgreSQL.
 MIGRATION_LOCK = 7_391_001
@@ -55,6 +57,66 @@ def in_chunks(values: Sequence[T]) -> Iterator[list[T]]:
     """`values` cut into IN lists of at most `IN_LIST_MAX`, each `padded`."""
     for chunk in chunks(values):
         yield padded(chunk)
+
+
+def any_of(column: Any, name: str) -> ColumnElement[bool]:
+    """`column = ANY(:name)`, the values in one array parameter (PostgreSQL only).
+
+    Unlike `IN (:v1, ...)`, the statement is the same text for any number of values, and its
+    plan does not depend on the table's statistics: on a table never analyzed (a new database,
+    autovacuum not yet come) PostgreSQL takes each IN value to match 0.5 % of the rows, so a list
+    of 500 to match them all, and scans the whole table, every batch (14.5 ms at 100,000 inbox
+    rows, growing with the table, against 2.4 ms by the index)."""
+    return column == any_(bindparam(name, type_=ARRAY(column.type, dimensions=1)))  # type: ignore[no-any-return]
+
+
+class BulkInsert:
+    """The INSERT of a batch's rows into one table, in one statement on PostgreSQL.
+
+    executemany sends PostgreSQL one Bind and Execute per row, and the server runs the INSERT
+    once per row: 31 µs of its CPU per inbox row, measured. Here the rows go as one array per
+    column into `INSERT ... SELECT unnest(:a), unnest(:b), ...`, one execution for the batch
+    (18 µs a row), and one statement text whatever the batch's size. SQLite, in process, keeps
+    executemany. Every row has the keys of the first (as with executemany). `skip_existing`:
+    the columns of a unique key; a row whose key is stored already is skipped (ON CONFLICT DO
+    NOTHING)."""
+
+    def __init__(self, table: Table, *, skip_existing: Sequence[str] = ()) -> None:
+        self.table = table
+        self.skip_existing = list(skip_existing)
+        self._each = {name: self._statement(dialect.insert(table)) for name, dialect in _DIALECTS}
+        self._unnest: dict[tuple[str, ...], Any] = {}
+
+    def _statement(self, statement: Any) -> Any:
+        if self.skip_existing:
+            return statement.on_conflict_do_nothing(index_elements=self.skip_existing)
+        return statement
+
+    async def __call__(
+        self, session: AsyncSession | AsyncConnection, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if not rows:
+            return
+        bind = session.get_bind() if isinstance(session, AsyncSession) else session
+        dialect = bind.dialect.name
+        if dialect != "postgresql":
+            await session.execute(self._each[dialect], list(rows))
+            return
+        names = tuple(rows[0])
+        statement = self._unnest.get(names)
+        if statement is None:
+            arrays = [
+                func.unnest(bindparam(f"u_{n}", type_=ARRAY(self.table.c[n].type, dimensions=1)))
+                for n in names
+            ]
+            statement = self._statement(
+                postgresql.insert(self.table).from_select(list(names), select(*arrays))
+            )
+            self._unnest[names] = statement
+        await session.execute(statement, {f"u_{n}": [row[n] for row in rows] for n in names})
+
+
+_DIALECTS = (("sqlite", sqlite), ("postgresql", postgresql))
 
 
 _READ_ONLY = "pimms_read_only"  # execution option of `Database.reading()` connections
@@ -188,11 +250,3 @@ async def wait_for_database(database: Database, *, attempts: int = 30, delay: fl
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(delay)
-
-
-def insert_ignoring_duplicates(database: Database, table: Any, *, index_elements: list[str]) -> Any:
-    """An INSERT that skips rows whose `index_elements` exist already (SQLite or PostgreSQL)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect: Any = sqlite if database.is_sqlite else postgresql
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements)

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit.clock import Clock
-from pimms_servicekit.db import padded
+from pimms_servicekit.db import BulkInsert, padded
 from pimms_servicekit.errors import is_transient
 from pimms_servicekit.hooks import HookCall, Hooks, Outcome
 from pimms_servicekit.logging import get_logger, scrub_text
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = get_logger("pimms.effects")
 
-_INSERT = insert(effects)  # built once (see inbox)
+_INSERT = BulkInsert(effects)  # built once (see inbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +169,7 @@ class EffectBuffer:
         """Insert the queued rows; return how many."""
         count = len(self.rows)
         if self.rows:
-            await session.execute(_INSERT, self.rows)
+            await _INSERT(session, self.rows)
             self.destinations.update(row["destination"] for row in self.rows)
             self.rows = []
         return count

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pimms_servicekit.db import in_chunks
+from pimms_servicekit.db import BulkInsert, any_of, in_chunks
 from pimms_servicekit.storage import storable_id, storable_text
 from pimms_servicekit.tables import inbox
 
@@ -27,7 +27,11 @@ _SEEN = select(inbox.c.message_id, inbox.c.outcome).where(
     inbox.c.consumer == bindparam("consumer"),
     inbox.c.message_id.in_(bindparam("ids", expanding=True)),
 )
-_INSERT = insert(inbox)
+# PostgreSQL: one array of ids, one statement (see `any_of`).
+_SEEN_ANY = select(inbox.c.message_id, inbox.c.outcome).where(
+    inbox.c.consumer == bindparam("consumer"), any_of(inbox.c.message_id, "ids")
+)
+_INSERT = BulkInsert(inbox)
 
 
 @dataclass
@@ -42,6 +46,9 @@ class InboxBatch:
         """The outcome recorded for each of these ids that was seen before."""
         known: dict[str, str] = {}
         ids = sorted({storable_id(m) for m in message_ids})
+        if ids and session.get_bind().dialect.name == "postgresql":
+            rows = await session.execute(_SEEN_ANY, {"consumer": self.consumer, "ids": ids})
+            return {r.message_id: r.outcome for r in rows}
         for chunk in in_chunks(ids):
             rows = await session.execute(_SEEN, {"consumer": self.consumer, "ids": chunk})
             known.update({r.message_id: r.outcome for r in rows})
@@ -77,7 +84,7 @@ class InboxBatch:
     async def flush(self, session: AsyncSession) -> None:
         """Write the rows."""
         if self.new:
-            await session.execute(_INSERT, self.new)
+            await _INSERT(session, self.new)
         for row in self.updates:
             await session.execute(
                 update(inbox)

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from pimms_servicekit.clock import Clock
-from pimms_servicekit.db import IN_LIST_MAX, RELAY_LOCK, Database, in_chunks, padded
+from pimms_servicekit.db import IN_LIST_MAX, RELAY_LOCK, BulkInsert, Database, in_chunks, padded
 from pimms_servicekit.hooks import HookCall, Hooks, Outcome
 from pimms_servicekit.logging import get_logger
 from pimms_servicekit.messages import encode, headers_from_json, headers_to_json, new_id
@@ -165,6 +165,7 @@ class OutboxBuffer:
 
 
 _INSERT = insert(outbox)
+_BULK_INSERT = BulkInsert(outbox)
 _LARGEST_ID = select(func.max(outbox.c.id))
 _NEXT_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('kit_outbox', 'id')) FROM generate_series(1, :count)"
@@ -204,7 +205,7 @@ async def _insert_returning_ids(session: AsyncSession, rows: list[dict[str, Any]
     ids = sorted((await session.execute(_NEXT_IDS, {"count": len(rows)})).scalars())
     for row, row_id in zip(rows, ids, strict=True):
         row["id"] = row_id
-    await session.execute(_INSERT, rows)
+    await _BULK_INSERT(session, rows)
     return ids
 
 

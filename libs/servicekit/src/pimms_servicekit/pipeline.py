@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit import tracing
 from pimms_servicekit.clock import Clock
-from pimms_servicekit.db import Database, insert_ignoring_duplicates
+from pimms_servicekit.db import BulkInsert, Database
 from pimms_servicekit.dead_letters import DeadLetter, dead_letter
 from pimms_servicekit.errors import is_transient
 from pimms_servicekit.inbox import DEAD_LETTERED
@@ -93,9 +93,7 @@ class BatchPipeline(Generic[R]):
         self.stopping = asyncio.Event()
         self.retrier = Retrier(name="pipeline", stopping=self.stopping)
         self.stats = PipelineStats()
-        self._insert_aliases = insert_ignoring_duplicates(
-            database, trace_keys, index_elements=["alias"]
-        )
+        self._insert_aliases = BulkInsert(trace_keys, skip_existing=["alias"])
 
     def consume(self, topic: str, decoder: Decoder) -> None:
         """Read `topic` with `decoder`; its payloads go to the registered handlers."""

@@ -345,9 +345,8 @@ class UnitOfWork(Generic[R]):
             await flush()
         await self.inbox.flush(self._session)
         if self._aliases:
-            await self._session.execute(
-                self._insert_aliases,
-                [{"alias": a, "case_id": c} for a, c in self._aliases.items()],
+            await self._insert_aliases(
+                self._session, [{"alias": a, "case_id": c} for a, c in self._aliases.items()]
             )
         await self.outbox.flush(self._session)
         await self.effects.flush(self._session)

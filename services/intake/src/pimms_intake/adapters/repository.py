@@ -18,9 +18,9 @@ from pimms_contracts.v1.frontoffice import (
     NeedWithdrawn,
     ReferralAssessed,
 )
-from pimms_servicekit.db import chunks, padded
+from pimms_servicekit.db import BulkInsert, chunks, padded
 from pimms_servicekit.storage import storable_id
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +34,11 @@ from pimms_intake.adapters.tables import (
 )
 from pimms_intake.domain.assessments import KnownReferral
 from pimms_intake.domain.cases import CaseSnapshot, CaseStatus
+
+# One INSERT statement per table and batch on PostgreSQL (see BulkInsert).
+_INSERT_CASES = BulkInsert(cases)
+_INSERT_VISITORS = BulkInsert(visitors)
+_INSERT_REJECTIONS = BulkInsert(rejections)
 
 
 class IntakeRepository:
@@ -293,8 +298,8 @@ class IntakeRepository:
         """Write everything this batch decided, a statement per kind of row."""
         session = self.session
         if self._new_cases:
-            await session.execute(insert(cases), self._new_cases)
-            await session.execute(insert(visitors), self._new_visitors)
+            await _INSERT_CASES(session, self._new_cases)
+            await _INSERT_VISITORS(session, self._new_visitors)
         for case_id, values in self._updates.items():
             await session.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
         for counter, value in self._counters.items():
@@ -304,7 +309,7 @@ class IntakeRepository:
                 .values(last_value=value)
             )
         if self._rejections:
-            await session.execute(insert(rejections), self._rejections)
+            await _INSERT_REJECTIONS(session, self._rejections)
         await self._upsert(referral_statuses, list(self._statuses.values()), key="referral_id")
         await self._upsert(assessments, list(self._assessments.values()), key="referral_id")
         self._new_cases, self._new_visitors, self._rejections = [], [], []

@@ -17,11 +17,10 @@ from uuid import UUID
 
 from pimms_contracts.partners.directory import PartnerDirectory
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeCaseWithdrawn, IntakeDocumentsAdded
-from pimms_servicekit.db import chunks, padded
+from pimms_servicekit.db import BulkInsert, chunks, padded
 from pimms_servicekit.storage import storable_text
 from pimms_servicekit.tables import parked
-from sqlalchemy import Table, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_notifications.adapters.tables import (
@@ -41,6 +40,12 @@ NotificationStatus = Literal["pending", "sent", "failed", "skipped", "merged"]
 """pending: queued for its channel; sent / failed: the channel's final answer; skipped: not sent;
 merged: said inside another notification's message (one message per moment)."""
 
+# One INSERT statement per table and batch on PostgreSQL (see BulkInsert); a row already
+# there (a replay) is skipped.
+_INSERT_PROFILES = BulkInsert(contact_profiles, skip_existing=["case_id"])
+_INSERT_RECORDS = BulkInsert(notifications, skip_existing=["notification_id"])
+_INSERT_NOTICES = BulkInsert(moment_notices, skip_existing=["notification_id"])
+_INSERT_HOLDS = BulkInsert(visitor_holds)
 _ROUND = 500  # holds and waiting cases taken by one timer round; the next round takes more
 
 
@@ -388,10 +393,7 @@ class NotificationsRepos:
     async def flush(self) -> None:
         """Write what the batch recorded, one statement per kind (called before the commit)."""
         if self._new_profiles:
-            await self.session.execute(
-                self._insert_ignoring(contact_profiles, "case_id"),
-                list(self._new_profiles.values()),
-            )
+            await _INSERT_PROFILES(self.session, list(self._new_profiles.values()))
             self._new_profiles = {}
         if self._told_unreachable:
             await self.session.execute(
@@ -402,9 +404,7 @@ class NotificationsRepos:
             )
             self._told_unreachable = {}
         if self._new_records:
-            await self.session.execute(
-                self._insert_ignoring(notifications, "notification_id"), self._new_records
-            )
+            await _INSERT_RECORDS(self.session, self._new_records)
             self._new_records = []
         if self._statuses:
             await self.session.execute(
@@ -419,9 +419,7 @@ class NotificationsRepos:
             )
             self._statuses = []
         if self._new_notices:
-            await self.session.execute(
-                self._insert_ignoring(moment_notices, "notification_id"), self._new_notices
-            )
+            await _INSERT_NOTICES(self.session, self._new_notices)
             self._new_notices = []
         if self._said:
             await self.session.execute(
@@ -436,16 +434,8 @@ class NotificationsRepos:
             await self.session.execute(
                 delete(visitor_holds).where(visitor_holds.c.referral_id.in_(padded(keys)))
             )
-            await self.session.execute(
-                visitor_holds.insert(), [_hold_row(h) for h in self._saved_holds.values()]
-            )
+            await _INSERT_HOLDS(self.session, [_hold_row(h) for h in self._saved_holds.values()])
             self._saved_holds = {}
-
-    def _insert_ignoring(self, table: Table, key: str) -> postgresql.Insert | sqlite.Insert:
-        """An INSERT that skips rows already there (a replay), on either backend."""
-        dialect: Any = sqlite if self.session.get_bind().dialect.name == "sqlite" else postgresql
-        statement: postgresql.Insert | sqlite.Insert = dialect.insert(table)
-        return statement.on_conflict_do_nothing(index_elements=[key])
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from pimms_contracts.v1.lifecycle import (
     ReferralReminded,
     ReferralRequested,
 )
-from pimms_servicekit.db import in_chunks
+from pimms_servicekit.db import BulkInsert, in_chunks
 from pimms_servicekit.dead_letters import Original
 from pimms_servicekit.messages import headers_from_json, headers_to_json
 from pimms_servicekit.storage import storable_text
-from sqlalchemy import CursorResult, bindparam, case, insert, select, update
+from sqlalchemy import CursorResult, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -45,6 +45,12 @@ from pimms_partner_gateways.domain.model import (
 from pimms_partner_gateways.transports.base import MessageKind
 from pimms_partner_gateways.transports.kafka_responses import PartnerAnswerReceived
 from pimms_partner_gateways.transports.refusals import ReportRefused
+
+# One INSERT statement per table and batch on PostgreSQL (see BulkInsert).
+_INSERT_DOSSIERS = BulkInsert(dossiers)
+_INSERT_DELIVERIES = BulkInsert(deliveries)
+_INSERT_REPORTS = BulkInsert(partner_reports)
+_INSERT_INPUTS = BulkInsert(partner_inputs)
 
 ID_LENGTH = 36
 FAILURE_REASON_LENGTH = 40
@@ -123,21 +129,21 @@ class GatewayRepos:
     async def flush(self) -> None:
         """Write what the handlers changed, in bulk (called before the commit)."""
         if self._new_dossiers:
-            await self.session.execute(insert(dossiers), list(self._new_dossiers.values()))
+            await _INSERT_DOSSIERS(self.session, list(self._new_dossiers.values()))
         if self._documents:
             await self.session.execute(
                 update(dossiers).where(dossiers.c.case_id == bindparam("b_case_id")),
                 list(self._documents.values()),
             )
         if self._new_deliveries:
-            await self.session.execute(insert(deliveries), list(self._new_deliveries.values()))
+            await _INSERT_DELIVERIES(self.session, list(self._new_deliveries.values()))
         for rows in _by_columns(self._delivery_changes).values():
             await self.session.execute(
                 update(deliveries).where(deliveries.c.referral_id == bindparam("b_referral_id")),
                 rows,
             )
         if self._new_reports:
-            await self.session.execute(insert(partner_reports), self._new_reports)
+            await _INSERT_REPORTS(self.session, self._new_reports)
         if self._dead_lettered_reports:
             await self.session.execute(
                 update(partner_reports).where(
@@ -149,7 +155,7 @@ class GatewayRepos:
         self._new_deliveries, self._delivery_changes = {}, {}
         self._new_reports, self._dead_lettered_reports = [], []
         if self._new_inputs:
-            await self.session.execute(insert(partner_inputs), self._new_inputs)
+            await _INSERT_INPUTS(self.session, self._new_inputs)
             self._new_inputs = []
 
     # --- dossiers ---

@@ -30,9 +30,9 @@ from pimms_contracts.v1.internal import (
     PartnerStatusReported,
 )
 from pimms_contracts.v1.lifecycle import CaseOutcome
-from pimms_servicekit.db import padded
+from pimms_servicekit.db import BulkInsert, padded
 from pimms_servicekit.storage import storable_text
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_referrals.adapters.tables import cases, referral_events, referrals, timers
@@ -43,6 +43,11 @@ from pimms_referrals.domain.sla import Timer, due_timers
 _TimerKey = tuple[str, str]  # (kind, referral_id): a timer row's primary key
 
 # Columns a referral never changes after it is routed.
+# One INSERT statement per table and batch on PostgreSQL (see BulkInsert).
+_INSERT_CASES = BulkInsert(cases)
+_INSERT_REFERRALS = BulkInsert(referrals)
+_INSERT_EVENTS = BulkInsert(referral_events)
+_INSERT_TIMERS = BulkInsert(timers)
 _FIXED_REFERRAL_COLUMNS = ("referral_id", "case_id", "partner_id", "position", "requested_at")
 _REFERRAL_UPDATES = tuple(
     c.name for c in referrals.columns if c.name not in _FIXED_REFERRAL_COLUMNS
@@ -199,9 +204,7 @@ class ReferralsRepos:
     async def flush(self) -> None:
         """Write what the batch changed: one statement per table and kind of change."""
         if self._new_cases:
-            await self.session.execute(
-                insert(cases), [_case_row(c) for c in self._new_cases.values()]
-            )
+            await _INSERT_CASES(self.session, [_case_row(c) for c in self._new_cases.values()])
         changed_cases = [
             case
             for case_id in sorted(self._changed_cases)
@@ -215,8 +218,8 @@ class ReferralsRepos:
                 [_case_update(c) for c in changed_cases],
             )
         if self._new_referrals:
-            await self.session.execute(
-                insert(referrals), [_referral_row(r) for r in self._new_referrals.values()]
+            await _INSERT_REFERRALS(
+                self.session, [_referral_row(r) for r in self._new_referrals.values()]
             )
         if self._changed_referrals:
             await self.session.execute(
@@ -226,7 +229,7 @@ class ReferralsRepos:
                 [_referral_update(r) for r in self._changed_referrals.values()],
             )
         if self._history:
-            await self.session.execute(insert(referral_events), self._history)
+            await _INSERT_EVENTS(self.session, self._history)
         await self._flush_timers()
         self._new_cases.clear()
         self._changed_cases.clear()
@@ -263,7 +266,7 @@ class ReferralsRepos:
                 [{"key_kind": k, "key_referral_id": r} for k, r in sorted(gone)],
             )
         if added:
-            await self.session.execute(insert(timers), added)
+            await _INSERT_TIMERS(self.session, added)
 
     async def stored_referral(self, referral_id: str) -> Referral | None:
         """One referral as stored (support tools, tests)."""
