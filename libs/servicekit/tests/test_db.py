@@ -7,7 +7,15 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from pimms_servicekit.db import IN_LIST_MAX, BulkInsert, Database, chunks, in_chunks, padded
+from pimms_servicekit.db import (
+    IN_LIST_MAX,
+    BulkInsert,
+    BulkUpdate,
+    Database,
+    chunks,
+    in_chunks,
+    padded,
+)
 from pimms_servicekit.errors import is_transient
 from pimms_servicekit.inbox import InboxBatch
 from pimms_servicekit.tables import outbox, trace_keys
@@ -201,3 +209,69 @@ async def test_a_bulk_insert_of_nothing_sends_nothing(database: Database) -> Non
         async with database.transaction() as session:
             await BulkInsert(outbox)(session, [])
     assert not [s for s in executed if "kit_outbox" in s]
+
+
+async def test_a_bulk_update_sets_each_row_to_its_own_values(database: Database) -> None:
+    """Each row matched by its key gets its values; a `keep` column stays where the new value
+    is NULL; a row not named is untouched; on PostgreSQL the batch is one statement."""
+    at = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+    async with database.transaction() as session:
+        await BulkInsert(outbox)(session, [{"id": i, **_row(f"t{i}")} for i in range(1, 201)])
+    mark = BulkUpdate(
+        outbox,
+        match={"b_id": "id"},
+        assign={"b_sent": "sent_at", "b_detail": "detail", "b_headers": "headers"},
+        keep=["detail"],
+    )
+    with executed_statements(database.engine) as executed:
+        async with database.transaction() as session:
+            await mark(
+                session,
+                [
+                    {
+                        "b_id": i,
+                        "b_sent": at if i % 2 else None,
+                        "b_detail": f"d{i}" if i % 3 else None,
+                        "b_headers": [["n", str(i)]],
+                    }
+                    for i in range(1, 151)
+                ],
+            )
+    updates = [s for s in executed if s.lstrip().upper().startswith("UPDATE")]
+    if not database.is_sqlite:
+        assert len(updates) == 1
+        assert "unnest" in updates[0]
+    async with database.transaction() as session:  # `keep`: NULL leaves the value there
+        await mark(session, [{"b_id": 4, "b_sent": at, "b_detail": None, "b_headers": []}])
+    async with database.reading() as connection:
+        stored = {r.id: r for r in await connection.execute(select(outbox))}
+    for i in range(1, 151):
+        row = stored[i]
+        assert row.sent_at == (at if i % 2 or i == 4 else None)
+        assert row.detail == (f"d{i}" if i % 3 else None)
+        assert row.headers == ([] if i == 4 else [["n", str(i)]])
+    assert all(stored[i].sent_at is None and stored[i].headers == [] for i in range(151, 201))
+
+
+async def test_a_bulk_update_naming_a_row_twice_applies_both_in_order(database: Database) -> None:
+    """As executemany does: the later values win, a `keep` column keeps the earlier one."""
+    async with database.transaction() as session:
+        await BulkInsert(outbox)(session, [{"id": i, **_row("t")} for i in (1, 2)])
+    mark = BulkUpdate(
+        outbox,
+        match={"b_id": "id"},
+        assign={"b_topic": "topic", "b_detail": "detail"},
+        keep=["detail"],
+    )
+    async with database.transaction() as session:
+        await mark(
+            session,
+            [
+                {"b_id": 1, "b_topic": "first", "b_detail": "kept"},
+                {"b_id": 2, "b_topic": "other", "b_detail": None},
+                {"b_id": 1, "b_topic": "second", "b_detail": None},
+            ],
+        )
+    async with database.reading() as connection:
+        stored = {r.id: (r.topic, r.detail) for r in await connection.execute(select(outbox))}
+    assert stored == {1: ("second", "kept"), 2: ("other", None)}

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ARRAY, Table, any_, bindparam, event, func, select, text
+from sqlalchemy import ARRAY, Table, any_, bindparam, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
@@ -114,6 +114,68 @@ class BulkInsert:
             )
             self._unnest[names] = statement
         await session.execute(statement, {f"u_{n}": [row[n] for row in rows] for n in names})
+
+
+class BulkUpdate:
+    """The UPDATE of many rows of one table, each to its own values, in one statement on
+    PostgreSQL (executemany runs it once per row, like an INSERT: see BulkInsert).
+
+    `match` maps a row's key to the column that finds the table row, `assign` a row's key to the
+    column it sets; `keep`: columns (of `assign`) left as they are where the row's value is
+    NULL. PostgreSQL gets `UPDATE t SET ... FROM (SELECT unnest(:a) AS a, ...) AS v WHERE
+    t.c = v.a`; SQLite, and a batch naming one table row twice (executemany applies those in
+    order, a join would apply one of them), get the executemany form."""
+
+    def __init__(
+        self,
+        table: Table,
+        *,
+        match: Mapping[str, str],
+        assign: Mapping[str, str],
+        keep: Sequence[str] = (),
+    ) -> None:
+        self.table = table
+        self.match = dict(match)
+        params = {**self.match, **assign}
+        each = update(table).where(
+            *(table.c[column] == bindparam(key) for key, column in self.match.items())
+        )
+        self._each = each.values(
+            {column: self._merged(column, bindparam(key), keep) for key, column in assign.items()}
+        )
+        rows = select(
+            *(
+                func.unnest(
+                    bindparam(f"u_{key}", type_=ARRAY(table.c[column].type, dimensions=1))
+                ).label(key)
+                for key, column in params.items()
+            )
+        ).subquery("v")
+        self._unnest = (
+            update(table)
+            .where(*(table.c[column] == rows.c[key] for key, column in self.match.items()))
+            .values(
+                {column: self._merged(column, rows.c[key], keep) for key, column in assign.items()}
+            )
+        )
+        self._keys = list(params)
+
+    def _merged(self, column: str, value: Any, keep: Sequence[str]) -> Any:
+        return func.coalesce(value, self.table.c[column]) if column in keep else value
+
+    async def __call__(
+        self, session: AsyncSession | AsyncConnection, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        if not rows:
+            return
+        bind = session.get_bind() if isinstance(session, AsyncSession) else session
+        targets = {tuple(row[key] for key in self.match) for row in rows}
+        if bind.dialect.name != "postgresql" or len(targets) < len(rows):
+            await session.execute(self._each, list(rows))
+            return
+        await session.execute(
+            self._unnest, {f"u_{k}": [row[k] for row in rows] for k in self._keys}
+        )
 
 
 _DIALECTS = (("sqlite", sqlite), ("postgresql", postgresql))

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_servicekit.clock import Clock
-from pimms_servicekit.db import BulkInsert, padded
+from pimms_servicekit.db import BulkInsert, BulkUpdate, padded
 from pimms_servicekit.errors import is_transient
 from pimms_servicekit.hooks import HookCall, Hooks, Outcome
 from pimms_servicekit.logging import get_logger, scrub_text
@@ -474,11 +474,9 @@ class EffectDispatcher:
                         reason=reason,
                     )
                     hooked.append((HookCall.from_json(stored), outcome))
-            # One statement for every outcome of the round (executemany), then the hooks.
-            if retried:
-                await session.execute(_RETRY_LATER, retried)
-            if done:
-                await session.execute(_DONE, [{**row, "done_at": now} for row in done])
+            # One statement for every outcome of the round, then the hooks.
+            await _RETRY_LATER(session, retried)
+            await _DONE(session, [{**row, "done_at": now} for row in done])
             await self.hooks.run_round(hooked, uow)
             await uow.flush()
         uow.committed()
@@ -486,25 +484,15 @@ class EffectDispatcher:
             self.on_committed(uow)
 
 
-_RETRY_LATER = (
-    update(effects)
-    .where(effects.c.id == bindparam("effect_id"))
-    .values(
-        attempts=bindparam("attempts"),
-        next_attempt_at=bindparam("next_attempt_at"),
-        last_error=bindparam("last_error"),
-    )
+_RETRY_LATER = BulkUpdate(
+    effects,
+    match={"effect_id": "id"},
+    assign={k: k for k in ("attempts", "next_attempt_at", "last_error")},
 )
-_DONE = (
-    update(effects)
-    .where(effects.c.id == bindparam("effect_id"))
-    .values(
-        attempts=bindparam("attempts"),
-        done_at=bindparam("done_at"),
-        outcome=bindparam("outcome"),
-        receipt=bindparam("receipt"),
-        last_error=bindparam("last_error"),
-    )
+_DONE = BulkUpdate(
+    effects,
+    match={"effect_id": "id"},
+    assign={k: k for k in ("attempts", "done_at", "outcome", "receipt", "last_error")},
 )
 
 

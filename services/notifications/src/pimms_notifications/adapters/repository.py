@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pimms_contracts.partners.directory import PartnerDirectory
 from pimms_contracts.v1.internal import IntakeCaseOpened, IntakeCaseWithdrawn, IntakeDocumentsAdded
-from pimms_servicekit.db import BulkInsert, chunks, padded
+from pimms_servicekit.db import BulkInsert, BulkUpdate, chunks, padded
 from pimms_servicekit.storage import storable_text
 from pimms_servicekit.tables import parked
 from sqlalchemy import bindparam, delete, func, select, update
@@ -46,6 +46,15 @@ _INSERT_PROFILES = BulkInsert(contact_profiles, skip_existing=["case_id"])
 _INSERT_RECORDS = BulkInsert(notifications, skip_existing=["notification_id"])
 _INSERT_NOTICES = BulkInsert(moment_notices, skip_existing=["notification_id"])
 _INSERT_HOLDS = BulkInsert(visitor_holds)
+_UPDATE_STATUSES = BulkUpdate(
+    notifications,
+    match={"b_id": "notification_id"},
+    assign={"b_status": "status", "b_reason": "reason", "b_receipt": "receipt"},
+    keep=["receipt"],  # a later status without a receipt keeps the one the channel gave
+)
+_UPDATE_SAID = BulkUpdate(
+    moment_notices, match={"b_id": "notification_id"}, assign={"b_moment": "moment_id"}
+)
 _ROUND = 500  # holds and waiting cases taken by one timer round; the next round takes more
 
 
@@ -407,27 +416,13 @@ class NotificationsRepos:
             await _INSERT_RECORDS(self.session, self._new_records)
             self._new_records = []
         if self._statuses:
-            await self.session.execute(
-                update(notifications)
-                .where(notifications.c.notification_id == bindparam("b_id"))
-                .values(
-                    status=bindparam("b_status"),
-                    reason=bindparam("b_reason"),
-                    receipt=func.coalesce(bindparam("b_receipt"), notifications.c.receipt),
-                ),
-                self._statuses,
-            )
+            await _UPDATE_STATUSES(self.session, self._statuses)
             self._statuses = []
         if self._new_notices:
             await _INSERT_NOTICES(self.session, self._new_notices)
             self._new_notices = []
         if self._said:
-            await self.session.execute(
-                update(moment_notices)
-                .where(moment_notices.c.notification_id == bindparam("b_id"))
-                .values(moment_id=bindparam("b_moment")),
-                self._said,
-            )
+            await _UPDATE_SAID(self.session, self._said)
             self._said = []
         if self._saved_holds:
             keys = list(self._saved_holds)

@@ -30,7 +30,7 @@ from pimms_contracts.v1.internal import (
     PartnerStatusReported,
 )
 from pimms_contracts.v1.lifecycle import CaseOutcome
-from pimms_servicekit.db import BulkInsert, padded
+from pimms_servicekit.db import BulkInsert, BulkUpdate, padded
 from pimms_servicekit.storage import storable_text
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,6 +51,11 @@ _INSERT_TIMERS = BulkInsert(timers)
 _FIXED_REFERRAL_COLUMNS = ("referral_id", "case_id", "partner_id", "position", "requested_at")
 _REFERRAL_UPDATES = tuple(
     c.name for c in referrals.columns if c.name not in _FIXED_REFERRAL_COLUMNS
+)
+_UPDATE_REFERRALS = BulkUpdate(
+    referrals,
+    match={"key_referral_id": "referral_id"},
+    assign={name: name for name in _REFERRAL_UPDATES},
 )
 _CASE_UPDATES = ("documents", "closed_at", "outcome", "close_reason")
 # What referrals reads: every one of these names its case.
@@ -222,11 +227,8 @@ class ReferralsRepos:
                 self.session, [_referral_row(r) for r in self._new_referrals.values()]
             )
         if self._changed_referrals:
-            await self.session.execute(
-                update(referrals)
-                .where(referrals.c.referral_id == bindparam("key_referral_id"))
-                .values({name: bindparam(name) for name in _REFERRAL_UPDATES}),
-                [_referral_update(r) for r in self._changed_referrals.values()],
+            await _UPDATE_REFERRALS(
+                self.session, [_referral_update(r) for r in self._changed_referrals.values()]
             )
         if self._history:
             await _INSERT_EVENTS(self.session, self._history)
