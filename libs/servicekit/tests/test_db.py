@@ -275,3 +275,23 @@ async def test_a_bulk_update_naming_a_row_twice_applies_both_in_order(database: 
     async with database.reading() as connection:
         stored = {r.id: (r.topic, r.detail) for r in await connection.execute(select(outbox))}
     assert stored == {1: ("second", "kept"), 2: ("other", None)}
+
+
+async def test_a_bulk_insert_replaces_rows_already_stored(database: Database) -> None:
+    """`replace_existing`: a stored key takes the row's values; a key named twice in the batch
+    ends with the last row's values, as executemany left it."""
+    upsert = BulkInsert(trace_keys, replace_existing=["alias"])
+    async with database.transaction() as session:
+        await upsert(session, [{"alias": "a", "case_id": "first"}, {"alias": "z", "case_id": "z"}])
+    async with database.transaction() as session:
+        await upsert(
+            session,
+            [
+                {"alias": "a", "case_id": "second"},
+                {"alias": "b", "case_id": "b1"},
+                {"alias": "b", "case_id": "b2"},
+            ],
+        )
+    async with database.reading() as connection:
+        stored = {r.alias: r.case_id for r in await connection.execute(select(trace_keys))}
+    assert stored == {"a": "second", "b": "b2", "z": "z"}

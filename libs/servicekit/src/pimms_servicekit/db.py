@@ -62,11 +62,13 @@ def in_chunks(values: Sequence[T]) -> Iterator[list[T]]:
 def any_of(column: Any, name: str) -> ColumnElement[bool]:
     """`column = ANY(:name)`, the values in one array parameter (PostgreSQL only).
 
-    Unlike `IN (:v1, ...)`, the statement is the same text for any number of values, and its
-    plan does not depend on the table's statistics: on a table never analyzed (a new database,
-    autovacuum not yet come) PostgreSQL takes each IN value to match 0.5 % of the rows, so a list
-    of 500 to match them all, and scans the whole table, every batch (14.5 ms at 100,000 inbox
-    rows, growing with the table, against 2.4 ms by the index)."""
+    Unlike `IN (:v1, ...)`, the statement is one text for any number of values. And on a table
+    never analyzed (a new database, before autovacuum comes), PostgreSQL takes each value of an
+    IN list to match 0.5 % of the rows, so a list of 500 to match them all, and scans the whole
+    table every batch: in a probe of an inbox growing by 500 rows a batch, the IN lists took
+    2.8 s a batch at 90,000 rows, `= ANY` 4 ms throughout. (Once analyzed while small, the
+    table is still scanned rather than probed 500 times until it outgrows a few hundred pages,
+    whichever form is used.)"""
     return column == any_(bindparam(name, type_=ARRAY(column.type, dimensions=1)))  # type: ignore[no-any-return]
 
 
@@ -77,19 +79,45 @@ class BulkInsert:
     once per row: 31 µs of its CPU per inbox row, measured. Here the rows go as one array per
     column into `INSERT ... SELECT unnest(:a), unnest(:b), ...`, one execution for the batch
     (18 µs a row), and one statement text whatever the batch's size. SQLite, in process, keeps
-    executemany. Every row has the keys of the first (as with executemany). `skip_existing`:
-    the columns of a unique key; a row whose key is stored already is skipped (ON CONFLICT DO
-    NOTHING)."""
+    executemany. Every row has the keys of the first (as with executemany).
 
-    def __init__(self, table: Table, *, skip_existing: Sequence[str] = ()) -> None:
+    `skip_existing`: the columns of a unique key; a row whose key is stored already is skipped
+    (ON CONFLICT DO NOTHING). `replace_existing`: such a row's other columns take the new
+    values (ON CONFLICT DO UPDATE); of rows naming one key twice, the last one is written, as
+    executemany would leave it."""
+
+    def __init__(
+        self,
+        table: Table,
+        *,
+        skip_existing: Sequence[str] = (),
+        replace_existing: Sequence[str] = (),
+    ) -> None:
+        if skip_existing and replace_existing:
+            raise ValueError("skip_existing or replace_existing, not both")
         self.table = table
         self.skip_existing = list(skip_existing)
-        self._each = {name: self._statement(dialect.insert(table)) for name, dialect in _DIALECTS}
-        self._unnest: dict[tuple[str, ...], Any] = {}
+        self.replace_existing = list(replace_existing)
+        self._statements: dict[tuple[str, tuple[str, ...]], Any] = {}
 
-    def _statement(self, statement: Any) -> Any:
-        if self.skip_existing:
-            return statement.on_conflict_do_nothing(index_elements=self.skip_existing)
+    def _statement(self, dialect: str, names: tuple[str, ...]) -> Any:
+        statement: Any = (postgresql if dialect == "postgresql" else sqlite).insert(self.table)
+        if dialect == "postgresql":
+            arrays = [
+                func.unnest(bindparam(f"u_{n}", type_=ARRAY(self.table.c[n].type, dimensions=1)))
+                for n in names
+            ]
+            statement = statement.from_select(list(names), select(*arrays))
+        others = [n for n in names if n not in self.replace_existing]
+        if self.replace_existing and others:
+            return statement.on_conflict_do_update(
+                index_elements=self.replace_existing,
+                set_={n: statement.excluded[n] for n in others},
+            )
+        if self.skip_existing or self.replace_existing:
+            return statement.on_conflict_do_nothing(
+                index_elements=self.skip_existing or self.replace_existing
+            )
         return statement
 
     async def __call__(
@@ -98,21 +126,15 @@ class BulkInsert:
         if not rows:
             return
         bind = session.get_bind() if isinstance(session, AsyncSession) else session
-        dialect = bind.dialect.name
-        if dialect != "postgresql":
-            await session.execute(self._each[dialect], list(rows))
-            return
-        names = tuple(rows[0])
-        statement = self._unnest.get(names)
+        dialect, names = bind.dialect.name, tuple(rows[0])
+        statement = self._statements.get((dialect, names))
         if statement is None:
-            arrays = [
-                func.unnest(bindparam(f"u_{n}", type_=ARRAY(self.table.c[n].type, dimensions=1)))
-                for n in names
-            ]
-            statement = self._statement(
-                postgresql.insert(self.table).from_select(list(names), select(*arrays))
-            )
-            self._unnest[names] = statement
+            statement = self._statements[dialect, names] = self._statement(dialect, names)
+        if dialect != "postgresql":
+            await session.execute(statement, list(rows))
+            return
+        if self.replace_existing:  # DO UPDATE may not touch a row twice in one statement
+            rows = list({tuple(r[k] for k in self.replace_existing): r for r in rows}.values())
         await session.execute(statement, {f"u_{n}": [row[n] for row in rows] for n in names})
 
 
@@ -176,9 +198,6 @@ class BulkUpdate:
         await session.execute(
             self._unnest, {f"u_{k}": [row[k] for row in rows] for k in self._keys}
         )
-
-
-_DIALECTS = (("sqlite", sqlite), ("postgresql", postgresql))
 
 
 _READ_ONLY = "pimms_read_only"  # execution option of `Database.reading()` connections

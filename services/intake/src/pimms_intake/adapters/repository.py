@@ -39,6 +39,7 @@ from pimms_intake.domain.cases import CaseSnapshot, CaseStatus
 _INSERT_CASES = BulkInsert(cases)
 _INSERT_VISITORS = BulkInsert(visitors)
 _INSERT_REJECTIONS = BulkInsert(rejections)
+_UPSERTS: dict[str, BulkInsert] = {}  # by table: its rows stored or replaced by key
 
 
 class IntakeRepository:
@@ -276,15 +277,10 @@ class IntakeRepository:
         }
 
     async def _upsert(self, table: Any, rows: list[dict[str, Any]], *, key: str) -> None:
-        if not rows:
-            return
-        dialect = sqlite if self.session.get_bind().dialect.name == "sqlite" else postgresql
-        statement = dialect.insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=[key],
-            set_={name: statement.excluded[name] for name in rows[0] if name != key},
-        )
-        await self.session.execute(statement, rows)
+        upsert = _UPSERTS.get(table.name)
+        if upsert is None:
+            upsert = _UPSERTS[table.name] = BulkInsert(table, replace_existing=[key])
+        await upsert(self.session, rows)
 
     def _change(self, case: CaseSnapshot, values: dict[str, Any], **snapshot: Any) -> None:
         pending = next((row for row in self._new_cases if row["case_id"] == case.case_id), None)

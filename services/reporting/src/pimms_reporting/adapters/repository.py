@@ -7,9 +7,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pimms_contracts.v1.lifecycle import ReferralEvent
-from pimms_servicekit.db import chunks, padded
+from pimms_servicekit.db import BulkInsert, chunks, padded
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pimms_reporting.adapters.tables import (
@@ -27,7 +26,8 @@ from pimms_reporting.domain.facts import (
     SlaSignal,
 )
 
-_ROWS_PER_STATEMENT = 500  # rows of one upsert (executemany)
+_ROWS_PER_STATEMENT = 500  # rows of one upsert
+_UPSERTS: dict[str, BulkInsert] = {}  # by table: its rows stored or replaced by primary key
 
 
 class ReportingRepos:
@@ -95,14 +95,9 @@ class ReportingRepos:
         self._changed = {}
 
     async def _upsert(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        key = next(iter(table.primary_key.columns)).name
-        dialect = sqlite if self.session.get_bind().dialect.name == "sqlite" else postgresql
-        statement = dialect.insert(table)
-        statement = statement.on_conflict_do_update(
-            index_elements=[key],
-            set_={name: statement.excluded[name] for name in rows[0] if name != key},
-        )
+        upsert = _UPSERTS.get(table.name)
+        if upsert is None:
+            key = next(iter(table.primary_key.columns)).name
+            upsert = _UPSERTS[table.name] = BulkInsert(table, replace_existing=[key])
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            await self.session.execute(statement, rows[start : start + _ROWS_PER_STATEMENT])
+            await upsert(self.session, rows[start : start + _ROWS_PER_STATEMENT])
