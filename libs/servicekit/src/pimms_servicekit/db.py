@@ -79,7 +79,8 @@ class BulkInsert:
     once per row: 31 µs of its CPU per inbox row, measured. Here the rows go as one array per
     column into `INSERT ... SELECT unnest(:a), unnest(:b), ...`, one execution for the batch
     (18 µs a row), and one statement text whatever the batch's size. SQLite, in process, keeps
-    executemany. Every row has the keys of the first (as with executemany).
+    executemany, and so does a single row. Every row has the keys of the first (as with
+    executemany).
 
     `skip_existing`: the columns of a unique key; a row whose key is stored already is skipped
     (ON CONFLICT DO NOTHING). `replace_existing`: such a row's other columns take the new
@@ -98,11 +99,11 @@ class BulkInsert:
         self.table = table
         self.skip_existing = list(skip_existing)
         self.replace_existing = list(replace_existing)
-        self._statements: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._statements: dict[tuple[str, tuple[str, ...], bool], Any] = {}
 
-    def _statement(self, dialect: str, names: tuple[str, ...]) -> Any:
+    def _statement(self, dialect: str, names: tuple[str, ...], unnest: bool) -> Any:
         statement: Any = (postgresql if dialect == "postgresql" else sqlite).insert(self.table)
-        if dialect == "postgresql":
+        if unnest:
             arrays = [
                 func.unnest(bindparam(f"u_{n}", type_=ARRAY(self.table.c[n].type, dimensions=1)))
                 for n in names
@@ -127,10 +128,13 @@ class BulkInsert:
             return
         bind = session.get_bind() if isinstance(session, AsyncSession) else session
         dialect, names = bind.dialect.name, tuple(rows[0])
-        statement = self._statements.get((dialect, names))
+        # A single row goes as it is: the arrays cost the service about 0.1 ms more (measured).
+        unnest = dialect == "postgresql" and len(rows) > 1
+        statement = self._statements.get((dialect, names, unnest))
         if statement is None:
-            statement = self._statements[dialect, names] = self._statement(dialect, names)
-        if dialect != "postgresql":
+            statement = self._statement(dialect, names, unnest)
+            self._statements[dialect, names, unnest] = statement
+        if not unnest:
             await session.execute(statement, list(rows))
             return
         if self.replace_existing:  # DO UPDATE may not touch a row twice in one statement
@@ -145,8 +149,8 @@ class BulkUpdate:
     `match` maps a row's key to the column that finds the table row, `assign` a row's key to the
     column it sets; `keep`: columns (of `assign`) left as they are where the row's value is
     NULL. PostgreSQL gets `UPDATE t SET ... FROM (SELECT unnest(:a) AS a, ...) AS v WHERE
-    t.c = v.a`; SQLite, and a batch naming one table row twice (executemany applies those in
-    order, a join would apply one of them), get the executemany form."""
+    t.c = v.a`; SQLite, a single row, and a batch naming one table row twice (executemany
+    applies those in order, a join would apply one of them) get the executemany form."""
 
     def __init__(
         self,
@@ -192,7 +196,7 @@ class BulkUpdate:
             return
         bind = session.get_bind() if isinstance(session, AsyncSession) else session
         targets = {tuple(row[key] for key in self.match) for row in rows}
-        if bind.dialect.name != "postgresql" or len(targets) < len(rows):
+        if bind.dialect.name != "postgresql" or len(targets) < len(rows) or len(rows) == 1:
             await session.execute(self._each, list(rows))
             return
         await session.execute(
