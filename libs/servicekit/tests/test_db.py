@@ -184,24 +184,33 @@ async def test_a_bulk_insert_stores_every_kind_of_value(database: Database) -> N
     assert [dict(row) for row in stored] == rows
 
 
-async def test_a_bulk_insert_skips_rows_already_stored(database: Database) -> None:
-    """`skip_existing`: a key stored before, or twice in the batch, is written once, unchanged."""
-    insert_aliases = BulkInsert(trace_keys, skip_existing=["alias"])
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("skip_existing", {"a": "first", "b": "b1", "z": "z"}),
+        ("replace_existing", {"a": "second", "b": "b2", "z": "z"}),
+    ],
+)
+async def test_a_bulk_insert_skips_or_replaces_rows_already_stored(
+    database: Database, mode: str, expected: dict[str, str]
+) -> None:
+    """`skip_existing`: a key stored before, or twice in the batch, keeps its first row.
+    `replace_existing`: it ends with the last row's values, as executemany left it."""
+    write = BulkInsert(trace_keys, **{mode: ["alias"]})
     async with database.transaction() as session:
-        await insert_aliases(session, [{"alias": "a", "case_id": "first"}])
+        await write(session, [{"alias": "a", "case_id": "first"}, {"alias": "z", "case_id": "z"}])
     async with database.transaction() as session:
-        await insert_aliases(
+        await write(
             session,
             [
                 {"alias": "a", "case_id": "second"},
                 {"alias": "b", "case_id": "b1"},
                 {"alias": "b", "case_id": "b2"},
-                {"alias": "c", "case_id": "c1"},
             ],
         )
     async with database.reading() as connection:
         stored = {r.alias: r.case_id for r in await connection.execute(select(trace_keys))}
-    assert stored == {"a": "first", "b": "b1", "c": "c1"}
+    assert stored == expected
 
 
 async def test_a_bulk_insert_of_nothing_sends_nothing(database: Database) -> None:
@@ -275,23 +284,3 @@ async def test_a_bulk_update_naming_a_row_twice_applies_both_in_order(database: 
     async with database.reading() as connection:
         stored = {r.id: (r.topic, r.detail) for r in await connection.execute(select(outbox))}
     assert stored == {1: ("second", "kept"), 2: ("other", None)}
-
-
-async def test_a_bulk_insert_replaces_rows_already_stored(database: Database) -> None:
-    """`replace_existing`: a stored key takes the row's values; a key named twice in the batch
-    ends with the last row's values, as executemany left it."""
-    upsert = BulkInsert(trace_keys, replace_existing=["alias"])
-    async with database.transaction() as session:
-        await upsert(session, [{"alias": "a", "case_id": "first"}, {"alias": "z", "case_id": "z"}])
-    async with database.transaction() as session:
-        await upsert(
-            session,
-            [
-                {"alias": "a", "case_id": "second"},
-                {"alias": "b", "case_id": "b1"},
-                {"alias": "b", "case_id": "b2"},
-            ],
-        )
-    async with database.reading() as connection:
-        stored = {r.alias: r.case_id for r in await connection.execute(select(trace_keys))}
-    assert stored == {"a": "second", "b": "b2", "z": "z"}
