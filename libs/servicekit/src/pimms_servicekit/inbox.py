@@ -27,7 +27,7 @@ _SEEN = select(inbox.c.message_id, inbox.c.outcome).where(
     inbox.c.consumer == bindparam("consumer"),
     inbox.c.message_id.in_(bindparam("ids", expanding=True)),
 )
-# PostgreSQL: one array of ids, one statement (see `any_of`).
+# PostgreSQL: one array of ids, one statement text (see `any_of`).
 _SEEN_ANY = select(inbox.c.message_id, inbox.c.outcome).where(
     inbox.c.consumer == bindparam("consumer"), any_of(inbox.c.message_id, "ids")
 )
