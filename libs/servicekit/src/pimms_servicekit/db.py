@@ -197,8 +197,11 @@ class BulkUpdate:
     ) -> None:
         if not rows:
             return
-        targets = {tuple(row[key] for key in self.match) for row in rows}
-        if _dialect(session) != "postgresql" or len(targets) < len(rows) or len(rows) == 1:
+        if (
+            len(rows) == 1
+            or _dialect(session) != "postgresql"
+            or len({tuple(row[key] for key in self.match) for row in rows}) < len(rows)
+        ):
             await session.execute(self._each, list(rows))
             return
         await session.execute(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pimms_contracts.base import Event
 from pimms_contracts.envelope import Envelope, Headers
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from pimms_servicekit.clock import Clock
@@ -164,8 +164,7 @@ class OutboxBuffer:
         return count
 
 
-_INSERT = insert(outbox)
-_BULK_INSERT = BulkInsert(outbox)
+_INSERT = BulkInsert(outbox)
 _LARGEST_ID = select(func.max(outbox.c.id))
 _NEXT_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('kit_outbox', 'id')) FROM generate_series(1, :count)"
@@ -200,12 +199,12 @@ async def _insert_returning_ids(session: AsyncSession, rows: list[dict[str, Any]
     bind = session.bind
     if bind is not None and bind.dialect.name == "sqlite":
         largest = (await session.execute(_LARGEST_ID)).scalar() or 0
-        await session.execute(_INSERT, rows)
+        await _INSERT(session, rows)
         return range(largest + 1, largest + 1 + len(rows))
     ids = sorted((await session.execute(_NEXT_IDS, {"count": len(rows)})).scalars())
     for row, row_id in zip(rows, ids, strict=True):
         row["id"] = row_id
-    await _BULK_INSERT(session, rows)
+    await _INSERT(session, rows)
     return ids
 
 

@@ -39,7 +39,9 @@ from pimms_intake.domain.cases import CaseSnapshot, CaseStatus
 _INSERT_CASES = BulkInsert(cases)
 _INSERT_VISITORS = BulkInsert(visitors)
 _INSERT_REJECTIONS = BulkInsert(rejections)
-_UPSERTS: dict[str, BulkInsert] = {}  # by table: its rows stored or replaced by key
+# Stored, or replaced where the referral has a row already.
+_UPSERT_STATUSES = BulkInsert(referral_statuses, replace_existing=["referral_id"])
+_UPSERT_ASSESSMENTS = BulkInsert(assessments, replace_existing=["referral_id"])
 
 
 class IntakeRepository:
@@ -276,12 +278,6 @@ class IntakeRepository:
             "recorded_at": recorded_at,
         }
 
-    async def _upsert(self, table: Any, rows: list[dict[str, Any]], *, key: str) -> None:
-        upsert = _UPSERTS.get(table.name)
-        if upsert is None:
-            upsert = _UPSERTS[table.name] = BulkInsert(table, replace_existing=[key])
-        await upsert(self.session, rows)
-
     def _change(self, case: CaseSnapshot, values: dict[str, Any], **snapshot: Any) -> None:
         pending = next((row for row in self._new_cases if row["case_id"] == case.case_id), None)
         if pending is not None:
@@ -306,8 +302,8 @@ class IntakeRepository:
             )
         if self._rejections:
             await _INSERT_REJECTIONS(session, self._rejections)
-        await self._upsert(referral_statuses, list(self._statuses.values()), key="referral_id")
-        await self._upsert(assessments, list(self._assessments.values()), key="referral_id")
+        await _UPSERT_STATUSES(session, list(self._statuses.values()))
+        await _UPSERT_ASSESSMENTS(session, list(self._assessments.values()))
         self._new_cases, self._new_visitors, self._rejections = [], [], []
         self._statuses, self._assessments = {}, {}
         self._updates, self._counters = {}, {}

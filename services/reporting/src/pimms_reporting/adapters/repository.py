@@ -27,7 +27,11 @@ from pimms_reporting.domain.facts import (
 )
 
 _ROWS_PER_STATEMENT = 500  # rows of one upsert
-_UPSERTS: dict[str, BulkInsert] = {}  # by table: its rows stored or replaced by primary key
+# By table: its rows stored, or replaced where the primary key has a row already.
+_UPSERTS = {
+    table.name: BulkInsert(table, replace_existing=[c.name for c in table.primary_key.columns])
+    for table in (referrals, cases, sla_signals, notifications, assessments)
+}
 
 
 class ReportingRepos:
@@ -95,9 +99,6 @@ class ReportingRepos:
         self._changed = {}
 
     async def _upsert(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        upsert = _UPSERTS.get(table.name)
-        if upsert is None:
-            key = next(iter(table.primary_key.columns)).name
-            upsert = _UPSERTS[table.name] = BulkInsert(table, replace_existing=[key])
+        upsert = _UPSERTS[table.name]
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             await upsert(self.session, rows[start : start + _ROWS_PER_STATEMENT])
